@@ -1,0 +1,1 @@
+"""Classifier: model folders, timm factory, backends."""

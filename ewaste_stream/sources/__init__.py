@@ -1,0 +1,1 @@
+"""Frame sources: camera index, RTSP/HTTP URL, video file."""

@@ -1,0 +1,171 @@
+"""Classifier backends: ONNX Runtime (CPU, CUDA provider) and PyTorch (CPU/CUDA, AMP,
+channels_last). Both share :func:`preprocess` and :func:`calibrated_softmax`, so they give
+the same probabilities for the same model folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Sequence
+
+import numpy as np
+from loguru import logger
+
+from .folder import ModelInfo, load_model_info, load_torch_model, weights_path
+from .preprocess import preprocess
+from .weights import ModelLoadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .base import Classifier
+
+Backend = Literal["auto", "onnx", "torch"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def calibrated_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / T) in float32, numerically stable; rows sum to 1."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class _Base:
+    backend = "?"
+
+    def __init__(self, info: ModelInfo, device: str) -> None:
+        self.info = info
+        self.device = device
+        self._sha = info.fingerprint()
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.info.class_names
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def sha256(self) -> str:
+        return self._sha
+
+    def predict(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.info.num_classes), dtype=np.float32)
+        logits = self._logits(preprocess(crops, self.info))
+        return calibrated_softmax(logits, self.info.temperature)
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.info.name!r}, {self.info.arch}, device={self.device})"
+
+
+class OrtClassifier(_Base):
+    """ONNX Runtime; CPU with ``threads`` intra-op threads, or the CUDA execution provider."""
+
+    backend = "onnx"
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu", threads: int = 2,
+                 spin: bool = False) -> None:
+        import onnxruntime as ort
+
+        info = load_model_info(model_dir)
+        super().__init__(info, device)
+        path = weights_path(model_dir, info, "onnx")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no busy-waiting between batches: the detector and tracker share these cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ModelLoadError(f"{path}: device cuda asked for, but this onnxruntime has no CUDA provider "
+                                     f"(install onnxruntime-gpu, or use --backend torch / --device cpu)")
+            providers = ["CUDAExecutionProvider", *providers]
+        try:
+            self._sess = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as exc:
+            raise ModelLoadError(f"{path}: ONNX Runtime cannot load it ({exc}); re-export with "
+                                 f"`ewaste-stream export {Path(model_dir)} --format onnx`") from None
+        self._input = self._sess.get_inputs()[0].name
+        logger.info("classifier {}: onnxruntime {} threads={} ({})", info.name, providers[0], threads, path)
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        return self._sess.run(None, {self._input: x})[0]
+
+
+class TorchClassifier(_Base):
+    """PyTorch eager; on CUDA with fp16 autocast (``amp``); optional channels_last."""
+
+    backend = "torch"
+
+    def __init__(self, model: "torch.nn.Module", info: ModelInfo, device: str = "cpu", amp: bool = True,
+                 channels_last: bool = False) -> None:
+        import torch
+
+        super().__init__(info, device)
+        self._torch = torch
+        self.amp = bool(amp) and device.startswith("cuda")
+        self.channels_last = channels_last
+        self.model = model.to(device).eval()
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_folder(cls, model_dir: str | Path, device: str = "cpu", amp: bool = True,
+                    channels_last: bool = False) -> "TorchClassifier":
+        model, info = load_torch_model(model_dir, device=device)
+        clf = cls(model, info, device=device, amp=amp, channels_last=channels_last)
+        logger.info("classifier {}: torch {} amp={} channels_last={}", info.name, device, clf.amp, channels_last)
+        return clf
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        t = torch.from_numpy(x).to(self.device, non_blocking=True)
+        if self.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            out = self.model(t)
+        return out.float().cpu().numpy()
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def load_classifier(model_dir: str | Path, backend: Backend = "auto", device: Device = "auto", threads: int = 2,
+                    amp: bool = True, channels_last: bool = False) -> "Classifier":
+    """The classifier for a model folder. ``auto`` backend: torch on CUDA when CUDA is
+    available (and asked for by ``device``), else ONNX Runtime on the CPU (torch CPU if the
+    folder has no ONNX file). ``threads`` sets CPU inference threads."""
+    info = load_model_info(model_dir)
+    if device == "cuda" and backend != "onnx" and not cuda_available():
+        raise ModelLoadError(f"{model_dir}: device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    if device == "auto":
+        device = "cuda" if backend != "onnx" and cuda_available() else "cpu"
+    if backend == "auto":
+        if device == "cuda" and "safetensors" in info.weights:
+            backend = "torch"
+        elif "onnx" in info.weights:
+            backend = "onnx"
+        else:
+            logger.warning("{}: no ONNX file; using the (slower) torch backend on {}", model_dir, device)
+            backend = "torch"
+    if backend == "onnx":
+        return OrtClassifier(model_dir, device=device, threads=threads)
+    if device == "cpu":
+        import torch
+
+        torch.set_num_threads(int(threads))
+    return TorchClassifier.from_folder(model_dir, device=device, amp=amp, channels_last=channels_last)

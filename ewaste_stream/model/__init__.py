@@ -19,7 +19,7 @@ _EXPORTS = {
     "weights_path": "folder",
     "ModelLoadError": "weights",
     "read_state_dict": "weights",
-    "preprocess": "preprocess",
+    "preprocess": "preprocessing",
     "create_model": "factory",
     "SUPPORTED_ARCHS": "factory",
     "import_checkpoint": "factory",

@@ -12,7 +12,7 @@ import numpy as np
 from loguru import logger
 
 from .folder import ModelInfo, load_model_info, load_torch_model, weights_path
-from .preprocess import preprocess
+from .preprocessing import preprocess
 from .weights import ModelLoadError
 
 if TYPE_CHECKING:  # pragma: no cover

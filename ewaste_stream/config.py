@@ -7,13 +7,16 @@ The shipped, fully commented default is ``config/default.yaml``.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent
@@ -51,6 +54,21 @@ class CameraSection(_Section):
     reconnect_max_s: float = Field(30.0, gt=0)
     frame_offset: int = 0  # frames this camera lags (+) or leads (-) the first camera
     mapping: BeltMapping = BeltMapping()
+    on_open_failure: Literal["exit", "retry"] = "exit"  # live: source cannot be opened at start
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        from .sources.spec import parse_source
+
+        parse_source(v)  # raises ValueError naming the accepted forms
+        return v
+
+    @model_validator(mode="after")
+    def _backoff(self) -> "CameraSection":
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
 
 
 class DetectorSection(_Section):
@@ -110,10 +128,37 @@ class PublishSection(_Section):
     fsync_interval_s: float = Field(1.0, gt=0)
     curve_server_secret: Path | None = None  # CURVE: server secret key file
     curve_allowed_clients: Path | None = None  # CURVE: folder of allowed client public keys
+    queue_size: int = Field(100_000, ge=1)  # decisions waiting for the publisher thread
+    drain_timeout_s: float = Field(5.0, ge=0)  # shutdown: wait this long for queued decisions
+    decisions_log_max_mb: float = Field(256.0, gt=0)  # rotate the JSONL log at this size
+    decisions_log_keep: int = Field(20, ge=1, le=10_000)  # rotated files kept (PATH.1 newest)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"(tcp://[^\s:]+:(\d+|\*)|ipc://\S+|inproc://\S+)", v):
+            raise ValueError(f"{v!r} is not a ZeroMQ bind address; use tcp://HOST:PORT (e.g. tcp://0.0.0.0:5556), "
+                             "ipc://PATH or null to disable")
+        return v
+
+    @model_validator(mode="after")
+    def _curve(self) -> "PublishSection":
+        if (self.curve_server_secret is None) != (self.curve_allowed_clients is None):
+            raise ValueError("CURVE needs both curve_server_secret and curve_allowed_clients (or neither)")
+        return self
 
 
 class MetricsSection(_Section):
     listen: str | None = "127.0.0.1:9108"  # HOST:PORT for /healthz and /metrics; null disables
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            host, _, port = v.rpartition(":")
+            if not host or not port.isdigit() or int(port) > 65535:
+                raise ValueError(f"{v!r} is not HOST:PORT (e.g. 127.0.0.1:9108); null disables the endpoint")
+        return v
 
 
 class LoggingSection(_Section):
@@ -148,30 +193,186 @@ class Config(_Section):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class ConfigProblem:
+    key: str  # dotted path, e.g. "cameras[0].queue_size"
+    message: str
+    line: int | None = None  # 1-based YAML line, None when the value did not come from the file
+    origin: str = "file"  # "file", "command line" or "default"
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ("(command line) " if self.origin == "command line" else "")
+        return f"{where}{self.key}: {self.message}"
+
+
 class ConfigError(ValueError):
-    """A configuration problem, with a message that names the file and key."""
+    """A configuration problem, with a message that names the file, key and YAML line."""
+
+    def __init__(self, message: str, problems: list[ConfigProblem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+def _key_str(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _yaml_lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map every key path in a composed YAML tree to its 1-based line; raise on duplicate keys."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set = set()
+        for k, v in node.value:
+            key = k.value
+            if key in seen:
+                raise ConfigError(f"line {k.start_mark.line + 1}: {_key_str(path + (key,))}: key given twice; "
+                                  "keep one (YAML would silently use the last)")
+            seen.add(key)
+            out[path + (key,)] = k.start_mark.line + 1
+            _yaml_lines(v, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _yaml_lines(v, path + (i,), out)
+    return out
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """Field names of the model at ``loc`` (for "did you mean")."""
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        for arg in (ann, *getattr(ann, "__args__", ())):
+            inner = (getattr(arg, "__args__", None) or (arg,))[0]
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                model = inner
+                break
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+                break
+        else:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def _problem(err: dict, lines: dict[tuple, int], overridden: set[tuple]) -> ConfigProblem:
+    loc = tuple(x for x in err["loc"] if isinstance(x, int) or not str(x).startswith(("function-", "list[", "tuple[")))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1, cutoff=0.6)
+        msg = "unknown key" + (f"; did you mean {close[0]!r}?" if close else
+                               f"; allowed here: {', '.join(_fields_at(loc[:-1]))}")
+    elif err["type"] != "missing" and not isinstance(err.get("input"), (dict, list)) \
+            and repr(err.get("input")) not in msg:
+        msg += f" (got {err.get('input')!r})"
+    if any(loc[:n] in overridden for n in range(1, len(loc) + 1)):
+        return ConfigProblem(_key_str(loc), msg, None, "command line")
+    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    return ConfigProblem(_key_str(loc), msg, line, "file" if line else "default")
+
+
+def _read_yaml(p: Path) -> tuple[dict[str, Any], dict[tuple, int]]:
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found (start from config/default.yaml)") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{p}: not valid YAML: {where}{problem} (check indentation and `key: value` syntax)") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of keys (line: ..., cameras: ...), "
+                          f"got {type(data).__name__}")
+    try:
+        return data, _yaml_lines(node)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], path: tuple = (), seen: set | None = None) -> dict[str, Any]:
+    """Deep-merge ``over`` into ``base`` (lists and scalars replace); record overridden paths."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v, path + (k,), seen)
+        else:
+            out[k] = v
+            if seen is not None:
+                seen.add(path + (k,))
+    return out
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Load and validate a YAML config (defaults when ``path`` is None)."""
+    """Load and validate a YAML config (defaults when ``path`` is None).
+
+    ``overrides`` is a nested dict (command-line flags) merged over the file. Errors raise
+    ``ConfigError`` naming the file, each bad key and its YAML line, with "did you mean"."""
     data: dict[str, Any] = {}
+    lines: dict[tuple, int] = {}
     if path is not None:
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of keys, got {type(data).__name__}")
+        data, lines = _read_yaml(Path(path))
+    overridden: set[tuple] = set()
     if overrides:
-        data = {**data, **overrides}
+        data = _merge(data, overrides, (), overridden)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            key = ".".join(str(x) for x in err["loc"]) or "(top level)"
-            lines.append(f"  {key}: {err['msg']}")
-        raise ConfigError(f"{path or 'defaults'}: invalid configuration\n" + "\n".join(lines)) from None
+        problems = sorted((_problem(e, lines, overridden) for e in exc.errors()), key=lambda p: p.line or 1 << 30)
+        body = "\n".join(f"  {p}" for p in problems)
+        n = len(problems)
+        raise ConfigError(f"{path or 'defaults'}: invalid configuration ({n} problem{'s' * (n > 1)})\n{body}",
+                          problems) from None
+
+
+def yaml_key_lines(path: str | Path) -> dict[tuple, int]:
+    """{key path: 1-based line} for a YAML file (for messages about a loaded config)."""
+    return _read_yaml(Path(path))[1]
+
+
+def check_paths(config: Config, lines: dict[tuple, int] | None = None) -> list[ConfigProblem]:
+    """Checks that need the file system (``check-config`` and ``run``; not the schema):
+    the model folder, file sources and CURVE key files must exist."""
+    out: list[ConfigProblem] = []
+    found = _check_path_values(config)
+    for key, msg in found:
+        loc = tuple(int(x) if x.isdigit() else x for x in re.split(r"[.\[\]]+", key) if x)
+        out.append(ConfigProblem(key, msg, (lines or {}).get(loc)))
+    return out
+
+
+def _check_path_values(config: Config) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    mdir = config.model.dir
+    if not mdir.is_dir():
+        out.append(("model.dir", f"model folder {str(mdir)!r} does not exist; set model.dir (or --model DIR)"))
+    elif not (mdir / "model.json").is_file():
+        out.append(("model.dir", f"{str(mdir)!r} has no model.json; point it at a model folder"))
+    from .sources.spec import parse_source
+
+    for i, cam in enumerate(config.cameras):
+        spec = parse_source(cam.source)
+        if spec.kind == "file" and not Path(spec.target).is_file():
+            out.append((f"cameras[{i}].source", f"video file {spec.target!r} does not exist"))
+    pub = config.publish
+    if pub.curve_server_secret is not None and not pub.curve_server_secret.is_file():
+        out.append(("publish.curve_server_secret", f"{str(pub.curve_server_secret)!r} does not exist; "
+                    "create keys with `ewaste-stream keys --out DIR --name server`"))
+    if pub.curve_allowed_clients is not None and not pub.curve_allowed_clients.is_dir():
+        out.append(("publish.curve_allowed_clients", f"folder {str(pub.curve_allowed_clients)!r} does not exist"))
+    return out

@@ -1,0 +1,253 @@
+"""The live daemon: sources -> pipeline -> decision log + ZeroMQ publisher, with health.
+
+Threads: one capture thread per camera (drop-oldest queues), the pipeline loop (the thread
+that calls ``run``, normally the main thread), the publisher thread (owns the PUB socket),
+the HTTP health thread. The pipeline thread never touches a socket and never waits for a
+subscriber.
+
+Shutdown (SIGTERM/SIGINT, or every file source ended): stop capture, run the frames already
+queued, ``pipeline.flush`` (decide every item in flight), fsync the log, let the publisher
+send what is queued (bounded by ``publish.drain_timeout_s``), exit 0. A second signal
+interrupts the drain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+from loguru import logger
+
+from .clock import Clock, MonotonicClock, StreamClock
+from .config import Config
+from .decision_log import JsonlDecisionLog
+from .messages import Decision, Frame, StatusEvent, StatusKind
+from .metrics import DaemonMetrics, HealthServer, TimedClassifier
+from .publish import CurveServer, DecisionPublisher, DecisionSinks, PublisherOptions
+from .sources import FrameMux, LiveSource, SourceContext, open_live_source, open_reader
+
+PipelineFactory = Callable[..., Any]  # Pipeline(config, classifier, boot_id, on_decision, on_status)
+RECENT_ERROR_S = 10.0  # health stays "degraded" this long after a stage or sink error
+
+
+def _default_pipeline_factory() -> PipelineFactory:
+    from .pipeline import Pipeline
+
+    return Pipeline
+
+
+class Daemon:
+    """One live run. ``start()`` opens everything (raises on a source/endpoint that cannot be
+    opened), ``run()`` loops until ``request_stop()`` or all sources end, then drains."""
+
+    def __init__(self, config: Config, classifier: Any, clock: Clock | None = None,
+                 pipeline_factory: PipelineFactory | None = None, open_fn=open_reader,  # noqa: ANN001
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.boot_id = secrets.token_hex(8)
+        self.clock = StreamClock(clock or MonotonicClock())
+        self._wall = wall_clock
+        self._stop = threading.Event()
+        self._state = "starting"
+        self._last_error_t: float | None = None
+        self._drops_since_report: dict[str, int] = {}
+        self._next_housekeeping = 0.0
+        self._next_drop_report = 10.0
+        self.stage_errors = 0
+        self.last_seq = 0
+        self.metrics = DaemonMetrics(self.snapshot)
+        self.ctx = SourceContext(self.clock, self._on_status)
+        self.sources: list[LiveSource] = [open_live_source(c, self.ctx, open_fn=open_fn) for c in config.cameras]
+        self.mux = FrameMux([s.queue for s in self.sources])
+        self.log = self._make_log()
+        self.publisher = self._make_publisher()
+        sinks = [("decision_log", self.log)] if self.log else []
+        sinks += [("publisher", self.publisher)] if self.publisher else []
+        sinks += [("metrics", self.metrics.on_decision)]
+        self.sinks = DecisionSinks(sinks, self._on_status)
+        factory = pipeline_factory or _default_pipeline_factory()
+        timed = TimedClassifier(classifier, self.metrics.observe_batch)
+        self.pipeline = factory(config, timed, self.boot_id, self._on_decision, self._on_status)
+        self.http: HealthServer | None = None
+
+    # ---- construction -------------------------------------------------------------------
+    def _make_log(self) -> JsonlDecisionLog | None:
+        p = self.config.publish
+        if p.decisions_log is None:
+            return None
+        return JsonlDecisionLog(p.decisions_log, p.fsync, p.fsync_interval_s,
+                                int(p.decisions_log_max_mb * (1 << 20)), p.decisions_log_keep, self.clock.clock.now)
+
+    def _make_publisher(self) -> DecisionPublisher | None:
+        p = self.config.publish
+        if p.endpoint is None:
+            return None
+        curve = CurveServer(p.curve_server_secret, p.curve_allowed_clients) if p.curve_server_secret else None
+        opts = PublisherOptions(hwm=p.hwm, heartbeat_s=p.heartbeat_s, queue_size=p.queue_size, curve=curve)
+        pub = DecisionPublisher(p.endpoint, self.config.line, self.boot_id, opts, self.clock, self._on_status)
+        pub.status_fn = self._heartbeat_status
+        return pub
+
+    # ---- life cycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Open sources and endpoints. Raises ``SourceOpenError`` / ``PublishError`` / ``OSError``
+        with a message naming the camera or endpoint; everything started is stopped again."""
+        logger.info(f"boot {self.boot_id}: line {self.config.line}, {len(self.sources)} camera(s), "
+                    f"config {self.config.sha256()}")
+        try:
+            if self.publisher is not None:
+                self.publisher.start()
+            if self.config.metrics.listen:
+                host, _, port = self.config.metrics.listen.rpartition(":")
+                self.http = HealthServer(host, int(port), self.metrics).start()
+            for src, cam in zip(self.sources, self.config.cameras):
+                src.start(require_open=cam.on_open_failure == "exit")
+                logger.info(f"camera {src.camera}: {src.spec.redacted()} ({src.spec.kind}, {src.fps:.1f} fps)")
+        except BaseException:
+            self._close_all(drain=False)
+            raise
+        self._state = "running"
+
+    def request_stop(self, reason: str = "") -> None:
+        if not self._stop.is_set():
+            logger.info(f"stopping{': ' + reason if reason else ''}; finishing items in flight")
+        self._stop.set()
+        self.mux.wake()
+
+    def run(self) -> int:
+        """The pipeline loop; returns the exit code (0 after a clean drain)."""
+        while not self._stop.is_set():
+            frame = self.mux.get(0.1)
+            self._housekeeping()
+            if frame is not None:
+                self._process(frame)
+            elif all(s.finished for s in self.sources):
+                logger.info("all sources ended")
+                break
+        self._shutdown()
+        return 0
+
+    def _process(self, frame: Frame) -> None:
+        try:
+            self.pipeline.process(frame)
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the line
+            self.stage_errors += 1
+            self._last_error_t = frame.t
+            if self.stage_errors <= 10 or self.stage_errors % 100 == 0:
+                logger.opt(exception=exc).error(f"pipeline failed on {frame.camera} frame {frame.seq} "
+                                                f"({self.stage_errors} errors so far)")
+            self.metrics.on_status(StatusEvent(StatusKind.STAGE_ERROR, "pipeline", frame.t, str(exc)))
+
+    def _housekeeping(self) -> None:
+        now = self.clock()
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + 0.25
+        for s in self.sources:
+            s.check()
+        if self.log is not None:
+            self.log.tick()
+        if now >= self._next_drop_report:
+            self._next_drop_report = now + 10.0
+            for cam, n in self._drops_since_report.items():
+                if n:
+                    logger.info(f"camera {cam}: {n} frame(s) dropped in the last 10 s (pipeline slower than capture)")
+            self._drops_since_report = {}
+
+    def _shutdown(self) -> None:
+        self._state = "stopping"
+        for s in self.sources:
+            s.close()
+        left = self.mux.drain()
+        for frame in left:
+            self._process(frame)
+        try:
+            flushed = self.pipeline.flush(self.clock())
+            logger.info(f"flushed {len(flushed)} item(s) in flight after {len(left)} queued frame(s)")
+        except Exception as exc:  # noqa: BLE001
+            logger.opt(exception=exc).error(f"pipeline flush failed: {exc}")
+        self._close_all(drain=True)
+        logger.info(f"stopped: last seq {self.last_seq}, boot {self.boot_id}")
+
+    def _close_all(self, drain: bool) -> None:
+        for s in self.sources:
+            s.close()
+        if self.publisher is not None and self.publisher.started:
+            self.publisher.close(self.config.publish.drain_timeout_s if drain else 0.0)
+        if self.log is not None:
+            self.log.close()
+        if self.http is not None:
+            self.http.close()
+            self.http = None
+
+    # ---- callbacks ----------------------------------------------------------------------
+    def _on_decision(self, d: Decision) -> None:
+        if d.wall_decided is None:
+            d = dataclasses.replace(d, wall_decided=self._wall())
+        self.last_seq = d.seq
+        self.sinks(d)
+
+    def _on_status(self, ev: StatusEvent) -> None:
+        self.metrics.on_status(ev)
+        if ev.kind == StatusKind.FRAME_DROPPED:
+            self._drops_since_report[ev.source] = self._drops_since_report.get(ev.source, 0) + 1
+        elif ev.kind in (StatusKind.STAGE_ERROR, StatusKind.SINK_ERROR):
+            self._last_error_t = ev.t
+            logger.warning(f"{ev.kind.value} from {ev.source}: {ev.detail}")
+        elif ev.kind not in (StatusKind.SOURCE_LOST, StatusKind.SOURCE_RECOVERED):  # sources log those
+            logger.info(f"{ev.kind.value} from {ev.source}: {ev.detail}")
+
+    # ---- health -------------------------------------------------------------------------
+    def status(self) -> str:
+        if self._state != "running":
+            return self._state
+        if any(s.state != "running" for s in self.sources if s.state != "ended"):
+            return "degraded"
+        if self._last_error_t is not None and self.clock() - self._last_error_t < RECENT_ERROR_S:
+            return "degraded"
+        return "ok"
+
+    def _heartbeat_status(self) -> tuple[str, dict[str, float], dict[str, int]]:
+        return (self.status(), {s.camera: s.info()["fps"] for s in self.sources},
+                {s.camera: len(s.queue) for s in self.sources})
+
+    def snapshot(self) -> dict[str, Any]:
+        sources = {s.camera: s.info() for s in self.sources}
+        depths = {cam: info["queue_depth"] for cam, info in sources.items()}
+        if self.publisher is not None:
+            depths["publisher"] = self.publisher.queue_depth
+        pub = dataclasses.asdict(self.publisher.stats) if self.publisher else None
+        if pub:
+            pub.pop("lost_seqs", None)
+            pub["endpoint"] = self.publisher.bound_endpoint
+        try:
+            pstats = self.pipeline.stats()
+        except Exception as exc:  # noqa: BLE001
+            pstats = {"error": str(exc)}
+        return {"status": self.status(), "line": self.config.line, "boot_id": self.boot_id,
+                "uptime_s": round(self.clock(), 3), "last_seq": self.last_seq, "sources": sources,
+                "queue_depths": depths, "publisher": pub, "decision_log": self.log.stats() if self.log else None,
+                "stage_errors": self.stage_errors, "sink_errors": dict(self.sinks.errors), "pipeline": pstats}
+
+
+def run_daemon(daemon: Daemon) -> int:
+    """Start, install SIGTERM/SIGINT handlers (main thread), run, restore the handlers."""
+    hits = {"n": 0}
+
+    def handler(signum: int, _frame: Any) -> None:
+        hits["n"] += 1
+        if hits["n"] > 1:
+            raise KeyboardInterrupt  # second signal: stop draining
+        daemon.request_stop(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        daemon.start()
+        return daemon.run()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,0 +1,66 @@
+"""Helpers for tests and tools: hand-made decisions and a stub pipeline.
+
+Kept in the package (not under tests/) so unit tests, integration tests and ``tools/``
+share one definition instead of copy-pasting it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .messages import REJECT_LABEL, Decision, Frame, RejectReason, StatusEvent
+
+
+def make_decision(seq: int, boot_id: str = "boot-a", line: str = "line1", label: str = "Mouse",
+                  t: float | None = None, y: float = 0.5) -> Decision:
+    """A valid schema-1 decision; ``label="reject"`` gives a low-confidence reject."""
+    t = float(seq) if t is None else float(t)
+    rejected = label == REJECT_LABEL
+    return Decision(
+        line=line, boot_id=boot_id, seq=seq, item_id=seq, label=label,
+        top_label="Mouse" if rejected else label, class_index=-1 if rejected else 4,
+        confidence=0.4 if rejected else 0.9, margin=0.1 if rejected else 0.8,
+        reject_reason=RejectReason.LOW_CONFIDENCE if rejected else None,
+        probs={"Mouse": 0.9, "PCB": 0.1}, views=2, views_by_camera={"cam0": 2},
+        t_first=t, t_cross=t + 0.5, t_decided=t + 0.52, y=y, bbox=(10.0, 20.0, 50.0, 60.0),
+        deadline=t + 1.0, lane="all", actuator="jet0", model={"name": "stub", "sha256": "0" * 64},
+        config_sha="cafe",
+    )
+
+
+class StubPipeline:
+    """Pipeline stand-in with the real constructor/method shape: one decision every
+    ``every`` frames (seq 1, 2, ...), ``flush`` decides one pending item if any."""
+
+    def __init__(self, config, classifier, boot_id: str, on_decision: Callable[[Decision], None],  # noqa: ANN001
+                 on_status: Callable[[StatusEvent], None] | None = None, every: int = 2) -> None:
+        self.line = config.line
+        self.boot_id = boot_id
+        self.on_decision = on_decision
+        self.every = every
+        self.frames = 0
+        self.seq = 0
+        self._pending = False
+
+    def _decide(self, t: float) -> Decision:
+        self.seq += 1
+        d = make_decision(self.seq, self.boot_id, self.line, t=t)
+        self.on_decision(d)
+        return d
+
+    def process(self, frame: Frame) -> list[Decision]:
+        self.frames += 1
+        self._pending = True
+        if self.frames % self.every == 0:
+            self._pending = False
+            return [self._decide(frame.t)]
+        return []
+
+    def flush(self, t: float) -> list[Decision]:
+        if self._pending:
+            self._pending = False
+            return [self._decide(t)]
+        return []
+
+    def stats(self) -> dict:
+        return {"frames": self.frames, "decisions": self.seq}

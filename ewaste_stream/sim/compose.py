@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .effects import (REF_HEIGHT, Realism, apply_camera, blur_length, lighting_lut, motion_blur,
-                      noise_pair, vignette_map)
+from .effects import REF_HEIGHT, Realism, apply_camera, blur_length, motion_blur, noise_pair, vignette_map
 
 REF_SPEED = 36  # belt px/frame of the reference camera (1280x720 at 60 fps)
 _WHITE_MIN = 228  # a "near-white" pixel has every channel >= this ...
@@ -200,8 +199,8 @@ def make_sprite(rgb: np.ndarray, alpha: np.ndarray, pose: Pose, realism: Realism
     shadow = _shadow(a, pose, realism)
     prem, a, shadow = motion_blur(prem, blur_px), motion_blur(a, blur_px), motion_blur(shadow, blur_px)
     mult = (1.0 - a) * (1.0 - realism.shadows * shadow)
-    mult8 = np.round(255.0 * np.clip(mult, 0, 1)).astype(np.uint8)
-    add8 = np.round(np.clip(prem, 0, 255)).astype(np.uint8)
+    mult8 = cv2.convertScaleAbs(mult, alpha=255.0)  # saturating, rounded
+    add8 = cv2.convertScaleAbs(prem)
     mom = cv2.moments(a)
     m = mom["m00"]
     centroid = (mom["m10"] / m, mom["m01"] / m) if m > 1e-6 else (ow / 2, oh / 2)
@@ -211,10 +210,13 @@ def make_sprite(rgb: np.ndarray, alpha: np.ndarray, pose: Pose, realism: Realism
 def _shadow(a: np.ndarray, pose: Pose, realism: Realism) -> np.ndarray:
     if realism.shadows <= 0:
         return np.zeros_like(a)
-    m = np.float32([[1, 0, pose.shadow_dx], [0, 1, pose.shadow_dy]])
-    sh = cv2.warpAffine(a, m, (a.shape[1], a.shape[0]), borderValue=0)
-    sigma = max(1.0, 0.02 * max(a.shape))
-    return cv2.GaussianBlur(sh, (0, 0), sigma) * (1.0 - a)
+    h, w = a.shape
+    k = 4 if min(h, w) >= 64 else 1  # a soft shadow: offset and blur at 1/4 resolution
+    small = cv2.resize(a, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+    m = np.float32([[1, 0, pose.shadow_dx / k], [0, 1, pose.shadow_dy / k]])
+    sh = cv2.warpAffine(small, m, (small.shape[1], small.shape[0]), borderValue=0)
+    sh = cv2.GaussianBlur(sh, (0, 0), max(0.6, 0.02 * max(h, w) / k))
+    return cv2.resize(sh, (w, h), interpolation=cv2.INTER_LINEAR) * (1.0 - a)
 
 
 def paste_sprite(canvas: np.ndarray, sprite: Sprite, x0: int, y0: int) -> None:
@@ -277,15 +279,17 @@ def render_belt_crop(photo_rgb: np.ndarray, rng: np.random.Generator, out_size: 
     ox, oy = (pw - sw) // 2, (ph - sh) // 2
     paste_sprite(canvas, sprite, ox, oy)
     gain = 1.0 + realism.lighting * rng.uniform(-1.2, 1.2)
-    tint = 0.25 * realism.lighting * rng.uniform(-1, 1)
-    lut = lighting_lut((gain * (1 + tint), gain, gain * (1 - tint)), offset=float(rng.uniform(-6, 6)))
-    vig = _bank_window([_vignette(realism.vignette)], ph, pw, rng) if realism.vignette > 0 else None
+    vig = None
+    if realism.vignette > 0 or realism.lighting > 0:  # vignette of a random spot x this camera's colour cast
+        cast = 1.0 - 0.5 * realism.lighting * rng.uniform(0, 1, 3)
+        win = _bank_window([_vignette(realism.vignette)], ph, pw, rng) if realism.vignette > 0 else 255
+        vig = np.round(np.broadcast_to(win, (ph, pw, 3)) * cast.astype(np.float32)).astype(np.uint8)
     noise = None
     if realism.noise > 0:
         pos, neg = _noise_bank(realism.noise)
         y, x = int(rng.integers(pos.shape[0] - ph + 1)), int(rng.integers(pos.shape[1] - pw + 1))
         noise = pos[y:y + ph, x:x + pw], neg[y:y + ph, x:x + pw]
-    apply_camera(canvas, lut, vig, noise)
+    apply_camera(canvas, gain, vig, noise)
     x0, y0, x1, y1 = jittered_square(detector_box(sprite, ox, oy), rng)
     crop = _crop_padded(canvas, x0, y0, x1, y1)
     if rng.random() < 0.7:  # mp4 frames carry block artefacts

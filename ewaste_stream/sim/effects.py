@@ -63,42 +63,35 @@ def motion_blur(img: np.ndarray, length: int) -> np.ndarray:
     return cv2.blur(img, (int(length), 1), borderType=cv2.BORDER_REFLECT)
 
 
-def lighting_lut(gain_rgb: tuple[float, float, float], offset: float = 0.0) -> np.ndarray:
-    """A 1x256x3 LUT applying a per-channel gain (and an offset) to an RGB image."""
-    x = np.arange(256, dtype=np.float32)[:, None]
-    table = np.clip(x * np.asarray(gain_rgb, np.float32)[None, :] + offset, 0, 255)
-    return np.round(table).astype(np.uint8).reshape(1, 256, 3)
-
-
-def vignette_map(h: int, w: int, strength: float, rng: np.random.Generator) -> np.ndarray | None:
-    """uint8 HxWx3 brightness map (255 = unchanged) with an off-centre fall-off; None if off."""
-    if strength <= 0:
+def vignette_map(h: int, w: int, strength: float, rng: np.random.Generator,
+                 tint: float = 0.0) -> np.ndarray | None:
+    """uint8 HxWx3 brightness map (255 = unchanged): an off-centre fall-off times a slight
+    colour cast (up to ``tint`` per channel) of this camera; None when both are off."""
+    if strength <= 0 and tint <= 0:
         return None
     cx, cy = w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r2 = ((xx - cx) / (0.75 * w)) ** 2 + ((yy - cy) / (0.75 * h)) ** 2
     m = 1.0 - strength * np.clip(r2, 0, 1.5) / 1.5
-    m8 = np.round(255 * m).astype(np.uint8)
-    return cv2.merge([m8, m8, m8])
+    cast = 1.0 - tint * rng.uniform(0, 1, 3).astype(np.float32)
+    return np.round(255 * m[:, :, None] * cast[None, None, :]).astype(np.uint8)
 
 
-def lighting_gain(t: float, phase: np.ndarray, amplitude: float) -> tuple[float, float, float]:
-    """Slow, smooth per-channel gain at stream time ``t`` (periods of ~7-23 s, small tint)."""
+def lighting_gain(t: float, phase: np.ndarray, amplitude: float) -> float:
+    """Slow, smooth global gain at stream time ``t`` (two sinusoids, periods 7.3 s and 23 s)."""
     if amplitude <= 0:
-        return (1.0, 1.0, 1.0)
-    base = 1.0 + amplitude * (0.6 * math.sin(2 * math.pi * t / 7.3 + phase[0])
+        return 1.0
+    return 1.0 + amplitude * (0.6 * math.sin(2 * math.pi * t / 7.3 + phase[0])
                               + 0.4 * math.sin(2 * math.pi * t / 23.0 + phase[1]))
-    tint = 0.25 * amplitude * math.sin(2 * math.pi * t / 13.0 + phase[2])
-    return (base * (1 + tint), base, base * (1 - tint))
 
 
-def apply_camera(img: np.ndarray, lut: np.ndarray | None, vignette: np.ndarray | None,
+def apply_camera(img: np.ndarray, gain: float, vignette: np.ndarray | None,
                  noise: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-    """Lighting LUT, vignette and sensor noise, in place where possible (uint8 throughout)."""
-    if lut is not None:
-        cv2.LUT(img, lut, dst=img)
+    """Lighting gain, vignette/colour cast and sensor noise, in place (uint8, saturating)."""
     if vignette is not None:
-        cv2.multiply(img, vignette, dst=img, scale=1.0 / 255.0)
+        cv2.multiply(img, vignette, dst=img, scale=gain / 255.0)
+    elif gain != 1.0:
+        cv2.convertScaleAbs(img, dst=img, alpha=gain)
     if noise is not None:
         pos, neg = noise
         cv2.add(img, pos, dst=img)

@@ -70,3 +70,25 @@ def verify_onnx(path: str | Path, model: "torch.nn.Module", input_size: int, bat
         raise ModelExportError(f"{path}: ONNX output differs from torch (max |diff| {diff:.3g}); "
                                f"try another opset or report the architecture")
     return diff
+
+
+def export_folder_onnx(model_dir: str | Path, opset: int = DEFAULT_OPSET) -> Path:
+    """(Re)export a model folder's safetensors weights to ``model.onnx`` in the same folder,
+    verify it against torch and record it (file name + sha256) in ``model.json``."""
+    from .folder import WEIGHT_FILES, ModelInfo, load_torch_model, write_model_info
+    from .weights import sha256_file
+
+    d = Path(model_dir)
+    model, info = load_torch_model(d, device="cpu")
+    name = info.weights.get("onnx", WEIGHT_FILES["onnx"])
+    tmp = d / (name + ".tmp")
+    try:
+        export_onnx(model, tmp, info.input_size, opset=opset)
+        tmp.replace(d / name)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    final = ModelInfo.model_validate({**info.model_dump(), "weights": {**info.weights, "onnx": name},
+                                      "sha256": {**info.sha256, "onnx": sha256_file(d / name)}})
+    write_model_info(d, final)
+    return d / name

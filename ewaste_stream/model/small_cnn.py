@@ -71,3 +71,21 @@ def ewaste_small_cnn(pretrained: bool = False, **kwargs) -> SmallCNN:
     if pretrained:
         raise ValueError("ewaste_small_cnn has no pretrained weights; train it from scratch")
     return build_model_with_cfg(SmallCNN, "ewaste_small_cnn", pretrained=False, **kwargs)
+
+
+def tiny_model_folder(out_dir, class_names: tuple[str, ...] | None = None, input_size: int = 32, seed: int = 0,
+                      export_onnx: bool = True, weights_dtype: str = "float32", temperature: float = 1.0):
+    """A random-weight ``ewaste_small_cnn`` model folder with narrow layers and a small input:
+    a real (if meaningless) classifier for tests and demos that loads in milliseconds."""
+    from ewaste_stream import CLASS_NAMES
+
+    from .factory import create_model
+    from .folder import ModelInfo, save_model_folder
+
+    names = tuple(class_names or CLASS_NAMES)
+    torch.manual_seed(seed)
+    model = create_model("ewaste_small_cnn", len(names), widths=(8, 16, 24, 32))
+    info = ModelInfo.for_model(model, "tiny-test-cnn", names, input_size=input_size, arch_kwargs={"widths": [8, 16, 24, 32]},
+                               weights_dtype=weights_dtype, temperature=temperature,
+                               data={"note": "random weights, for tests only"})
+    return save_model_folder(out_dir, model, info, export_onnx=export_onnx)

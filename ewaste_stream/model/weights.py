@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -73,7 +74,9 @@ def _read_torch(p: Path) -> dict[str, "torch.Tensor"]:
     import torch
 
     try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(

@@ -1,0 +1,116 @@
+"""ONNX Runtime and torch backends: parity, calibration, backend selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ewaste_stream.config import DEFAULT_MODEL_DIR
+from ewaste_stream.model import ModelLoadError, load_classifier, load_model_info, write_model_info
+from ewaste_stream.model.backends import OrtClassifier, TorchClassifier, calibrated_softmax
+from ewaste_stream.model.base import Classifier
+from ewaste_stream.model.small_cnn import tiny_model_folder
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("backends")
+    return {dtype: tiny_model_folder(root / dtype, weights_dtype=dtype, temperature=1.3)
+            for dtype in ("float32", "float16")}
+
+
+def _crops(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (int(rng.integers(10, 80)), int(rng.integers(10, 80)), 3), dtype=np.uint8)
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_backend_parity_cpu(folders, dtype, channels_last):
+    crops = _crops(6)
+    ort_ = load_classifier(folders[dtype], backend="onnx", device="cpu", threads=1)
+    tch = load_classifier(folders[dtype], backend="torch", device="cpu", threads=1, channels_last=channels_last)
+    a, b = ort_.predict(crops), tch.predict(crops)
+    assert a.shape == (6, 10) and a.dtype == np.float32 and b.dtype == np.float32
+    assert np.abs(a - b).max() < 1e-4
+    np.testing.assert_allclose(a.sum(1), 1.0, atol=1e-5)
+    assert ort_.sha256 == tch.sha256 and ort_.name == tch.name == "tiny-test-cnn"
+
+
+def test_shipped_model_parity_cpu():
+    if not (DEFAULT_MODEL_DIR / "model.json").is_file():
+        pytest.skip("no shipped model in models/default")
+    from skimage import data
+
+    crops = [data.chelsea(), data.coffee()[:200, :300], np.full((150, 150, 3), 255, np.uint8)]
+    a = load_classifier(DEFAULT_MODEL_DIR, backend="onnx", device="cpu", threads=1).predict(crops)
+    b = load_classifier(DEFAULT_MODEL_DIR, backend="torch", device="cpu", threads=1).predict(crops)
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_temperature_is_applied_in_both_backends(folders, tmp_path):
+    import shutil
+
+    d = shutil.copytree(folders["float32"], tmp_path / "t")
+    crops = _crops(4, seed=3)
+    info = load_model_info(d)
+    write_model_info(d, info.model_copy(update={"temperature": 1.0}))
+    base = {b: load_classifier(d, backend=b, threads=1).predict(crops) for b in ("onnx", "torch")}
+    write_model_info(d, info.model_copy(update={"temperature": 4.0}))
+    for backend in ("onnx", "torch"):
+        hot = load_classifier(d, backend=backend, threads=1).predict(crops)
+        logp1, logp4 = np.log(base[backend]), np.log(hot)
+        centred1 = logp1 - logp1.mean(1, keepdims=True)
+        centred4 = logp4 - logp4.mean(1, keepdims=True)
+        np.testing.assert_allclose(centred4, centred1 / 4.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("logits, t, expected", [
+    ([[0.0, 0.0]], 1.0, [[0.5, 0.5]]),
+    ([[np.log(3.0), 0.0]], 1.0, [[0.75, 0.25]]),
+    ([[2 * np.log(3.0), 0.0]], 2.0, [[0.75, 0.25]]),
+    ([[1000.0, 0.0]], 1.0, [[1.0, 0.0]]),  # no overflow
+])
+def test_calibrated_softmax(logits, t, expected):
+    np.testing.assert_allclose(calibrated_softmax(np.array(logits), t), expected, atol=1e-6)
+
+
+def test_empty_batch_and_protocol(folders):
+    clf = load_classifier(folders["float32"], backend="onnx", threads=1)
+    assert isinstance(clf, Classifier)
+    assert clf.predict([]).shape == (0, 10)
+
+
+def test_auto_backend_selection(folders, tmp_path):
+    import shutil
+
+    if torch.cuda.is_available():
+        pytest.skip("auto picks torch on CUDA machines")
+    assert isinstance(load_classifier(folders["float32"], threads=1), OrtClassifier)
+    d = shutil.copytree(folders["float32"], tmp_path / "no_onnx")
+    info = load_model_info(d)
+    write_model_info(d, info.model_copy(update={"weights": {"safetensors": info.weights["safetensors"]}}))
+    assert isinstance(load_classifier(d, threads=1), TorchClassifier)
+    with pytest.raises(ModelLoadError, match="no onnx weights"):
+        load_classifier(d, backend="onnx")
+
+
+def test_cuda_request_without_cuda_is_clear(folders):
+    if torch.cuda.is_available():
+        pytest.skip("machine has CUDA")
+    with pytest.raises(ModelLoadError, match="cuda"):
+        load_classifier(folders["float32"], backend="torch", device="cuda")
+
+
+@pytest.mark.gpu
+def test_torch_cuda_amp_close_to_cpu(folders):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    crops = _crops(8)
+    cpu = load_classifier(folders["float32"], backend="onnx", device="cpu", threads=1).predict(crops)
+    gpu = load_classifier(folders["float32"], backend="torch", device="cuda", channels_last=True).predict(crops)
+    assert np.abs(cpu - gpu).max() < 1e-2

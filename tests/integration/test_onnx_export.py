@@ -1,0 +1,91 @@
+"""ONNX export: dynamic batch, verification against torch, the export command."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from ewaste_stream import CLASS_NAMES
+from ewaste_stream.cli import main
+from ewaste_stream.model import create_model, load_classifier, load_model_info, load_torch_model
+from ewaste_stream.model.onnx_export import ModelExportError, export_folder_onnx, export_onnx, verify_onnx
+from ewaste_stream.model.small_cnn import tiny_model_folder
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture()
+def no_onnx_folder(tmp_path):
+    return tiny_model_folder(tmp_path / "m", export_onnx=False, weights_dtype="float16")
+
+
+def test_export_folder_adds_verified_onnx(no_onnx_folder):
+    assert "onnx" not in load_model_info(no_onnx_folder).weights
+    path = export_folder_onnx(no_onnx_folder)
+    info = load_model_info(no_onnx_folder)
+    assert info.weights["onnx"] == path.name and len(info.sha256["onnx"]) == 64
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    model, _ = load_torch_model(no_onnx_folder)
+    for batch in (1, 5):  # dynamic batch axis
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        got = sess.run(None, {"input": x})[0]
+        with torch.inference_mode():
+            ref = model(torch.from_numpy(x)).numpy()
+        assert got.shape == (batch, 10)
+        assert np.abs(got - ref).max() < 1e-4
+
+
+def test_verify_catches_a_wrong_file(tmp_path):
+    torch.manual_seed(0)
+    a = create_model("ewaste_small_cnn", 3, widths=(8, 8, 8, 8))
+    b = create_model("ewaste_small_cnn", 3, widths=(8, 8, 8, 8))
+    export_onnx(a, tmp_path / "a.onnx", 32)
+    with pytest.raises(ModelExportError, match="differs from torch"):
+        verify_onnx(tmp_path / "a.onnx", b, 32)
+
+
+def test_export_command_on_folder(no_onnx_folder, capsys):
+    assert main(["export", str(no_onnx_folder), "--format", "onnx"]) == 0
+    assert capsys.readouterr().out.strip().endswith("model.onnx")
+    assert "onnx" in load_model_info(no_onnx_folder).weights
+
+
+def test_export_command_imports_bare_state_dict(tmp_path, capsys):
+    torch.manual_seed(0)
+    src = create_model("ewaste_small_cnn", len(CLASS_NAMES))
+    torch.save(src.state_dict(), tmp_path / "best_model.pth")
+    out = tmp_path / "imported"
+    rc = main(["export", str(tmp_path / "best_model.pth"), "--arch", "ewaste_small_cnn", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    info = json.loads((out / "model.json").read_text())
+    assert info["class_names"] == list(CLASS_NAMES) and info["data"]["imported_from"] == "best_model.pth"
+    crops = [np.full((224, 224, 3), 90, np.uint8)]
+    x = load_classifier(out, backend="onnx", threads=1).predict(crops)
+    with torch.inference_mode():
+        from ewaste_stream.model import preprocess
+        ref = src.eval()(torch.from_numpy(preprocess(crops, load_model_info(out)))).softmax(1).numpy()
+    assert np.abs(x - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--arch", "ewaste_small_cnn", "--classes", "a,b,c", "--out", "x"], r"best_model\.pth: weights do not fit"),
+    (["--out", "x"], "give --arch and --out"),
+    (["--arch", "nope_net", "--out", "x"], "unknown architecture"),
+])
+def test_export_command_bad_checkpoint_usage(tmp_path, capsys, argv, match):
+    torch.save(create_model("ewaste_small_cnn", len(CLASS_NAMES)).state_dict(), tmp_path / "best_model.pth")
+    argv = [a.replace("x", str(tmp_path / "x")) if a == "x" else a for a in argv]
+    assert main(["export", str(tmp_path / "best_model.pth"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err), err
+    assert "Traceback" not in err
+
+
+def test_export_command_missing_source(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nothing")]) == 2
+    assert "no such model folder" in capsys.readouterr().err

@@ -54,6 +54,7 @@ def cutout(photo_rgb: np.ndarray, border_white_min: float = 0.55) -> tuple[np.nd
     fg8 = _drop_specks(fg8, min_area=max(12, int(0.004 * h * w)))
     if fg8.mean() < 0.04:
         return img, full
+    fg8 = _fill_if_shredded(fg8)
     band = fg8 & ~cv2.erode(fg8, np.ones((5, 5), np.uint8))  # 2 px rim: drop its whitish JPEG halo
     fg8[(band > 0) & (mn >= 195) & ((mx - mn) <= 32)] = 0
     fg8 = cv2.erode(fg8, np.ones((2, 2), np.uint8))
@@ -62,10 +63,25 @@ def cutout(photo_rgb: np.ndarray, border_white_min: float = 0.55) -> tuple[np.nd
 
 
 def _drop_specks(mask: np.ndarray, min_area: int) -> np.ndarray:
+    """Drop components smaller than min_area or than 3 % of the largest (watermarks, dust)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
     keep = np.zeros(n, np.uint8)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    keep[1:] = (areas >= min_area) & (areas >= 0.03 * areas.max())
     return keep[labels]
+
+
+def _fill_if_shredded(mask: np.ndarray, min_solidity: float = 0.6) -> np.ndarray:
+    """A white product on white comes out in fragments: then take the fragments' convex hull."""
+    pts = cv2.findNonZero(mask)
+    hull = cv2.convexHull(pts)
+    if mask.sum() >= min_solidity * cv2.contourArea(hull):
+        return mask
+    out = np.zeros_like(mask)
+    cv2.fillPoly(out, [hull.reshape(-1, 2)], 1)
+    return out
 
 
 def belt_texture(h: int, w: int, rng: np.random.Generator, strength: float = 1.0,

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from .compose import Pose, Sprite, cutout, make_sprite, sample_pose
-from .effects import Realism
+from .effects import Realism, blur_length
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +136,23 @@ class BeltGeometry:
     gap: int = 2  # items are kept >= ~2*gap px apart (each mask is dilated by gap)
 
 
-def iter_items(photos: list[Photo], geo: BeltGeometry, rate: float, t_start: float, t_end: float,
-               realism: Realism, rng: np.random.Generator, min_t_cross: float = -math.inf) -> Iterator[Placement]:
-    """Poisson arrivals at ``rate`` items/s entering the frame between t_start and t_end.
+@dataclass(frozen=True, slots=True)
+class Arrivals:
+    """Poisson arrivals: ``rate`` items/s whose leading edge enters the frame in [t_start, t_end)."""
+
+    rate: float
+    t_start: float
+    t_end: float
+    min_t_cross: float = -math.inf  # items that would cross the decision line earlier are not placed
+
+    def __post_init__(self) -> None:
+        if not (self.rate > 0 and math.isfinite(self.rate)):
+            raise ValueError(f"Arrivals: rate must be > 0 items/s, got {self.rate}")
+
+
+def iter_items(photos: list[Photo], geo: BeltGeometry, arrivals: Arrivals, realism: Realism,
+               rng: np.random.Generator) -> Iterator[Placement]:
+    """Items arriving as ``arrivals`` says, placed on the belt without touching each other.
 
     A class is drawn uniformly, then a photo of it. The item goes into a random lane (with
     jitter); if it would touch an item already on the belt, other lanes are tried and then its
@@ -154,11 +168,11 @@ def iter_items(photos: list[Photo], geo: BeltGeometry, rate: float, t_start: flo
     occ = _Occupancy(geo.gap)
     px_per_s = geo.speed * geo.fps
     line_x = geo.line * geo.width
-    t, n = t_start, 0
-    blur = max(1, int(round(realism.motion_blur * geo.speed)))
+    t, n = arrivals.t_start, 0
+    blur = blur_length(realism, geo.speed)
     while True:
-        t += float(rng.exponential(1.0 / rate))
-        if t >= t_end:
+        t += float(rng.exponential(1.0 / arrivals.rate))
+        if t >= arrivals.t_end:
             return
         cls = classes[int(rng.integers(len(classes)))]
         photo = by_class[cls][int(rng.integers(len(by_class[cls])))]
@@ -166,11 +180,11 @@ def iter_items(photos: list[Photo], geo: BeltGeometry, rate: float, t_start: flo
         sprite = make_sprite(photo.rgb, photo.alpha, pose, realism, blur)
         box = _silhouette_box(sprite.alpha)
         mask = occ.dilated(sprite)
-        spot = _find_spot(occ, mask, box, geo, t, px_per_s, rng)
+        spot = _find_spot(occ, mask, box, geo, t, rng)
         if spot is None:
             continue
         x0, y0 = spot
-        if (line_x - x0 - sprite.centroid[0]) / px_per_s < min_t_cross:
+        if (line_x - x0 - sprite.centroid[0]) / px_per_s < arrivals.min_t_cross:
             continue
         occ.add(mask, x0, y0)
         occ.prune(x0 + 2 * occ.max_w + int(3.0 * px_per_s))
@@ -179,7 +193,8 @@ def iter_items(photos: list[Photo], geo: BeltGeometry, rate: float, t_start: flo
 
 
 def _find_spot(occ: _Occupancy, mask: np.ndarray, box: tuple[int, int, int, int], geo: BeltGeometry,
-               t: float, px_per_s: float, rng: np.random.Generator) -> tuple[int, int] | None:
+               t: float, rng: np.random.Generator) -> tuple[int, int] | None:
+    px_per_s = geo.speed * geo.fps
     bx0, by0, bx1, by1 = box
     bh = by1 - by0
     margin = 4

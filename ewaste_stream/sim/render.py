@@ -15,8 +15,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .compose import belt_texture, motion_blur, paste_sprite
-from .effects import NoiseBank, Realism, apply_camera, lighting_gain, vignette_map
+from .compose import belt_texture, paste_sprite
+from .effects import NoiseBank, Realism, apply_camera, blur_length, lighting_gain, motion_blur, vignette_map
 from .layout import BeltGeometry, Placement
 
 
@@ -40,6 +40,14 @@ class Camera:
         return {"camera": f"cam{self.index}", "belt_to_image": np.round(hb, 9).tolist(),
                 "image_to_belt": np.round(ib, 9).tolist(),
                 "belt_units": "px of camera 0 at frame 0 (x along the belt, y across; y / height = 0..1 of belt width)"}
+
+
+@dataclass(slots=True)
+class _CameraState:
+    rng: np.random.Generator  # noise window per frame
+    warp: np.ndarray | None  # padded canvas -> image (None: camera 0, a plain crop)
+    vignette: np.ndarray | None
+    noise: NoiseBank
 
 
 def make_cameras(n: int, geo: BeltGeometry, realism: Realism, rng: np.random.Generator) -> list[Camera]:
@@ -70,24 +78,28 @@ class BeltRenderer:
         self.loop = 6 * self.cw  # belt loop length in px (its texture repeats after this)
         strip = belt_texture(self.ch, self.loop, rng, strength=realism.texture, periodic=True)
         strip = np.concatenate([strip, strip[:, :self.cw]], axis=1)
-        self.strip = motion_blur(strip, max(1, int(round(realism.motion_blur * geo.speed))))
+        self.strip = motion_blur(strip, blur_length(realism, geo.speed))
         self._items = items
         self._pending: Placement | None = None
         self.active: list[Placement] = []
+        self._last_frame = 0
         self._states = [self._camera_state(c) for c in cameras]
 
-    def _camera_state(self, cam: Camera) -> dict:
+    def _camera_state(self, cam: Camera) -> _CameraState:
         r = np.random.default_rng(cam.seed)
         g, real = self.geo, self.realism
         warp = None
         if cam.index > 0:
             shift = np.array([[1, 0, -self.pad], [0, 1, -self.pad], [0, 0, 1]], np.float64)
             warp = cam.belt_to_image @ shift
-        return {"rng": r, "warp": warp, "vignette": vignette_map(g.height, g.width, real.vignette, r, tint=0.5 * real.lighting),
-                "noise": NoiseBank(g.height, g.width, real.noise, r)}
+        vig = vignette_map(g.height, g.width, real.vignette, r, tint=0.5 * real.lighting)
+        return _CameraState(r, warp, vig, NoiseBank(g.height, g.width, real.noise, r))
 
     def _advance(self, f: int) -> None:
         """Pull every item that can be visible in frame f; forget the ones that left the canvas."""
+        if f < self._last_frame:
+            raise ValueError(f"BeltRenderer renders forward only: frame {f} after frame {self._last_frame}")
+        self._last_frame = f
         shift = self.geo.speed * f
         while True:
             if self._pending is None:
@@ -122,8 +134,8 @@ class BeltRenderer:
     def camera_frame(self, canvas: np.ndarray, cam: Camera, f: int, effects: bool = True) -> np.ndarray:
         """Camera ``cam``'s RGB view of a belt canvas at frame f."""
         st, g, real = self._states[cam.index], self.geo, self.realism
-        if st["warp"] is not None:
-            img = cv2.warpPerspective(canvas, st["warp"], (g.width, g.height), flags=cv2.INTER_LINEAR,
+        if st.warp is not None:
+            img = cv2.warpPerspective(canvas, st.warp, (g.width, g.height), flags=cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_REPLICATE)
         elif self.pad:
             img = canvas[self.pad:self.pad + g.height, self.pad:self.pad + g.width].copy()
@@ -132,7 +144,7 @@ class BeltRenderer:
         if not effects:
             return img
         gain = cam.gain * lighting_gain(f / g.fps, cam.phase, real.lighting)
-        return apply_camera(img, gain, st["vignette"], st["noise"].sample(st["rng"]))
+        return apply_camera(img, gain, st.vignette, st.noise.sample(st.rng))
 
     def render(self, f: int) -> list[np.ndarray]:
         """RGB frames of every camera at frame f (camera 0 last: it may reuse the canvas in place)."""

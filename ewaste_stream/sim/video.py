@@ -8,7 +8,10 @@ line per item) and ``PREFIX.meta.json``. Definitions the pipeline and the scorer
   in camera 0; the first frame at or past the line is ``ceil(t_cross * fps)``;
 - ``y``: the centroid's cross-belt position, 0..1 of the belt width (camera 0's height);
 - ``t_enter``: when the leading edge of the item's silhouette enters camera 0 (0 for items
-  already on the belt at the first frame).
+  already on the belt at the first frame);
+- extras: ``frame_at_line`` (first frame at or past the line) and ``bbox_at_line`` (the
+  silhouette's box, alpha > 0.5, in camera 0 px at that frame: x0, y0, x1, y1 exclusive),
+  ``cutout`` (False: the photo's whole tile is on the belt).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import CLASS_NAMES
 from .effects import Realism
-from .layout import BeltGeometry, Placement, iter_items, load_photos
+from .layout import Arrivals, BeltGeometry, Placement, iter_items, load_photos
 from .render import BeltRenderer, make_cameras
 
 WARMUP_S = 0.25  # no item crosses the line earlier: the pipeline must see an item before it crosses
@@ -86,7 +89,8 @@ def open_scene(images: str | Path, spec: VideoSpec, realism: Realism) -> tuple[B
     px_per_s = geo.speed * geo.fps
     t_start = -(geo.line * w + 0.5 * h) / px_per_s  # start with the belt left of the line already loaded
     pulled: list[dict[str, Any]] = []
-    items = iter_items(photos, geo, spec.rate, t_start, spec.seconds, realism, layout_rng, min_t_cross=WARMUP_S)
+    arrivals = Arrivals(spec.rate, t_start, spec.seconds, min_t_cross=WARMUP_S)
+    items = iter_items(photos, geo, arrivals, realism, layout_rng)
 
     def recording() -> Iterator[Placement]:
         for p in items:
@@ -102,9 +106,13 @@ def gt_row(p: Placement, geo: BeltGeometry) -> dict[str, Any]:
     cx, cy = p.centroid
     t_cross = (geo.line * geo.width - cx) / px_per_s
     t_enter = max(0.0, -(p.x0 + p.box[2]) / px_per_s)
+    f_line = first_frame_at_line(t_cross, geo.fps)
+    x = p.x0 + geo.speed * f_line
+    bx0, by0, bx1, by1 = p.box
     return {"item": p.item, "label": p.photo.label, "file": p.photo.file, "t_enter": round(t_enter, 6),
             "t_cross": round(t_cross, 6), "y": round(cy / geo.height, 6), "angle": round(p.pose.angle, 3),
-            "scale": round(p.pose.scale, 5), "cutout": p.photo.is_cutout}
+            "scale": round(p.pose.scale, 5), "cutout": p.photo.is_cutout, "frame_at_line": f_line,
+            "bbox_at_line": [x + bx0, p.y0 + by0, x + bx1, p.y0 + by1]}
 
 
 def make_belt_video(images: str | Path, out: str | Path, realism: Realism | None = None,
@@ -215,4 +223,5 @@ def _meta(spec: VideoSpec, realism: Realism, r: BeltRenderer, rows: list[dict], 
 
 
 def first_frame_at_line(t_cross: float, fps: float) -> int:
+    """Index of the first frame whose item centroid is at or past the decision line."""
     return int(math.ceil(t_cross * fps - 1e-9))

@@ -88,6 +88,12 @@ def test_t_cross_and_y_are_where_the_pixels_are(images):
                 assert abs(cx - p[0] / p[2]) < 1.5 and abs(cy - p[1] / p[2]) < 1.5, (row, cam)
             assert abs(expect_x - g.line * g.width) <= g.speed / 2
             checked += 1
+        for row in [x for x in rows if x["frame_at_line"] == f]:  # the GT box is where the item is
+            diff = np.abs(visible_pixels(r, f, row["item"]) - visible_pixels(r, f, None)).sum(axis=2)
+            ys, xs = np.nonzero(diff > 0.5 * np.percentile(diff[diff > 0], 95))  # alpha > ~0.5
+            x0, y0, x1, y1 = row["bbox_at_line"]
+            assert abs(xs.min() - x0) <= 1 and abs(xs.max() + 1 - x1) <= 1, row
+            assert abs(ys.min() - y0) <= 1 and abs(ys.max() + 1 - y1) <= 1, row
     assert checked >= 4
 
 

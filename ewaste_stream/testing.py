@@ -64,3 +64,45 @@ class StubPipeline:
 
     def stats(self) -> dict:
         return {"frames": self.frames, "decisions": self.seq}
+
+
+class StubClassifier:
+    """Classifier stand-in: uniform-ish probabilities favouring class 0, no model needed."""
+
+    def __init__(self, class_names: tuple[str, ...] = ("Mouse", "PCB")) -> None:
+        self._names = tuple(class_names)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._names
+
+    @property
+    def name(self) -> str:
+        return "stub"
+
+    @property
+    def sha256(self) -> str:
+        return "0" * 64
+
+    def predict(self, crops):  # noqa: ANN001, ANN201
+        import numpy as np
+
+        out = np.full((len(crops), len(self._names)), 0.1 / max(1, len(self._names) - 1), np.float32)
+        out[:, 0] = 0.9
+        return out
+
+
+def write_test_video(path, frames: int = 10, fps: float = 50.0, size: tuple[int, int] = (64, 48)):  # noqa: ANN001, ANN201
+    """A tiny mp4v video (moving bright square on a dark belt); returns the path."""
+    import cv2
+    import numpy as np
+
+    w, h = size
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for i in range(frames):
+        img = np.full((h, w, 3), 30, np.uint8)
+        x = (i * 5) % (w - 10)
+        img[h // 3: h // 3 + 10, x: x + 10] = 220
+        vw.write(img)
+    vw.release()
+    return path

@@ -7,6 +7,7 @@ subscription is live) before decisions are published. Every loop is bounded by a
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 
@@ -16,6 +17,16 @@ from ewaste_stream.cli import main
 from ewaste_stream.publish import CurveServer, DecisionPublisher, PublisherOptions
 from ewaste_stream.subscriber import CurveClient, DecisionSubscriber
 from ewaste_stream.testing import make_decision
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """cli.main() points loguru at this test's captured stderr; point it back afterwards."""
+    yield
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="INFO")
 
 HB = 0.05  # fast heartbeats keep the tests short
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,16 @@ from pydantic import BaseModel
 
 from ewaste_stream.cli import main
 from ewaste_stream.config import REPO_ROOT, Config, ConfigError, check_paths, load_config, yaml_key_lines
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """cli.main() points loguru at this test's captured stderr; point it back afterwards."""
+    yield
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="INFO")
 
 GOOD = """\
 line: l1

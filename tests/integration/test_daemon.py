@@ -1,0 +1,189 @@
+"""The live daemon end to end with a stub pipeline: file source that appears late, disappears
+and comes back; health/metrics; SIGTERM drain in a subprocess; start-up errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ewaste_stream.app import Daemon
+from ewaste_stream.cli import main
+from ewaste_stream.config import load_config
+from ewaste_stream.decision_log import read_decisions
+from ewaste_stream.subscriber import DecisionSubscriber
+from ewaste_stream.testing import StubClassifier, StubPipeline, write_test_video
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """cli.main() points loguru at this test's captured stderr; point it back afterwards."""
+    yield
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="INFO")
+
+
+def _config(tmp_path: Path, video: Path, **camera):
+    cam = {"id": "cam0", "source": str(video), "loop": True, "fps": 100.0, "queue_size": 64,
+           "on_open_failure": "retry", "reconnect_min_s": 0.05, "reconnect_max_s": 0.2, **camera}
+    return load_config(None, {
+        "cameras": [cam], "logging": {"file": None},
+        "publish": {"endpoint": "tcp://127.0.0.1:0", "heartbeat_s": 0.05, "decisions_log": str(tmp_path / "d.jsonl"),
+                    "fsync": "always"},
+        "metrics": {"listen": "127.0.0.1:0"},
+    })
+
+
+def _until(cond, limit_s: float = 20.0, step: float = 0.02) -> bool:
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return False
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_daemon_source_late_gone_and_back_with_health(tmp_path):
+    video = tmp_path / "belt.mp4"
+    staged = write_test_video(tmp_path / "staged.mp4", frames=10)
+    daemon = Daemon(_config(tmp_path, video), StubClassifier(), pipeline_factory=StubPipeline)
+    daemon.start()  # the file is not there yet: on_open_failure retry keeps trying
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    sub = DecisionSubscriber(daemon.publisher.bound_endpoint, "line1")
+    base = f"http://127.0.0.1:{daemon.http.port}"
+    seqs: list[int] = []
+
+    def pump() -> None:
+        while (r := sub.recv(0.01)) is not None:
+            if r.decision is not None:
+                seqs.append(r.decision.seq)
+    try:
+        assert sub.wait_for_heartbeat(10.0) is not None  # subscribed before the first decision
+        code, body = _get(base + "/healthz")
+        assert code == 503 and json.loads(body)["sources"]["cam0"]["state"] != "running"
+        os.rename(staged, video)  # camera appears
+        assert _until(lambda: (pump(), len(seqs) >= 10)[1])
+        assert _get(base + "/healthz")[0] == 200
+        os.rename(video, staged)  # camera disappears: at the end of the loop it cannot reopen
+        assert _until(lambda: (pump(), daemon.sources[0].state == "reconnecting")[1])
+        assert _get(base + "/healthz")[0] == 503
+        n_gone = len(seqs)
+        os.rename(staged, video)  # and comes back
+        assert _until(lambda: (pump(), len(seqs) >= n_gone + 10)[1])
+        metrics = _get(base + "/metrics")[1].decode()
+    finally:
+        daemon.request_stop("test")
+        runner.join(20)
+        pump()
+        sub.close()
+    assert not runner.is_alive()
+    logged = [r["seq"] for r in read_decisions(tmp_path / "d.jsonl")]
+    assert logged == list(range(1, len(logged) + 1)) and seqs == logged  # nothing lost on either side
+    assert daemon.sources[0].reconnects >= 1
+    assert re.search(r'ewaste_source_reconnects_total\{camera="cam0"\} [1-9]', metrics)
+    assert re.search(r'ewaste_frames_captured_total\{camera="cam0"\} [1-9]', metrics)
+    assert 'ewaste_decisions_total{label="Mouse",reject_reason=""}' in metrics
+
+
+_STUB_DAEMON = """
+import sys
+from ewaste_stream.app import Daemon, run_daemon
+from ewaste_stream.config import load_config
+from ewaste_stream.log import setup_logging
+from ewaste_stream.testing import StubClassifier, StubPipeline
+
+setup_logging()
+cfg = load_config(sys.argv[1])
+sys.exit(run_daemon(Daemon(cfg, StubClassifier(), pipeline_factory=StubPipeline)))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_mid_stream_flushes_everything_and_exits_0(tmp_path):
+    video = write_test_video(tmp_path / "belt.mp4", frames=10)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"cameras:\n  - {{id: cam0, source: '{video}', loop: true, fps: 100}}\n"
+                   f"publish: {{endpoint: 'tcp://127.0.0.1:0', heartbeat_s: 0.05, decisions_log: '{tmp_path}/d.jsonl'}}\n"
+                   "metrics: {listen: null}\nlogging: {file: null}\n")
+    proc = subprocess.Popen([sys.executable, "-c", _STUB_DAEMON, str(cfg)], stderr=subprocess.PIPE, text=True, cwd=REPO)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        assert _until(lambda: any("publishing decisions on" in x for x in lines))
+        endpoint = re.search(r"publishing decisions on (\S+)", "".join(lines)).group(1)
+        sub = DecisionSubscriber(endpoint, "line1")
+        seqs: list[int] = []
+        hb = sub.wait_for_heartbeat(10.0)
+        assert hb is not None
+        while len(seqs) < 30:
+            r = sub.recv(5.0)
+            assert r is not None
+            if r.decision is not None:
+                seqs.append(r.decision.seq)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+        while (r := sub.recv(1.0)) is not None:  # what was published before exit is still arriving
+            if r.decision is not None:
+                seqs.append(r.decision.seq)
+        sub.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(5)
+    assert rc == 0, "".join(lines[-20:])
+    logged = [r["seq"] for r in read_decisions(tmp_path / "d.jsonl")]
+    assert logged == list(range(1, len(logged) + 1))
+    assert seqs == list(range(seqs[0], logged[-1] + 1))  # every decision up to the last one made was published
+    assert any("flushed" in x for x in lines) and any("stopped: last seq" in x for x in lines)
+
+
+def test_run_names_the_camera_that_cannot_be_opened(tmp_path, capsys, monkeypatch):
+    import ewaste_stream.app
+    import ewaste_stream.model
+
+    monkeypatch.setattr(ewaste_stream.model, "load_classifier", lambda *a, **k: StubClassifier())
+    monkeypatch.setattr(ewaste_stream.app, "_default_pipeline_factory", lambda: StubPipeline)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{}")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("cameras:\n  - {id: cam7, source: /dev/video9}\nmetrics: {listen: null}\nlogging: {file: null}\n"
+                   "publish: {endpoint: null, decisions_log: null}\n")
+    rc = main(["run", "--config", str(cfg), "--model", str(model)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "camera 'cam7': cannot open source '/dev/video9'" in err, err
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--source", "rtps://x/y"], "cameras[0].source: unknown URL scheme"),
+    (["--metrics", "nope"], "metrics.listen"),
+    (["--publish", "localhost"], "publish.endpoint"),
+])
+def test_run_bad_flags_exit_2_naming_the_key(tmp_path, capsys, args, phrase):
+    assert main(["run", "--config", str(REPO / "config" / "default.yaml"), *args]) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and "(command line)" in err

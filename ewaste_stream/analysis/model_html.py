@@ -31,8 +31,15 @@ def _recommendation_block(u: dict) -> str:
     rows = [(r["config_key"], r["threshold"], f"{r['accuracy']:.2%}", f"{r['reject_rate']:.1%}",
              f"{r['n_accepted']} / {r['n_total']}") for r in recs.values()]
     target = next(iter(recs.values()))["target_accuracy"]
+    now = ""
+    if "at_config" in u:
+        c = u["at_config"]
+        acc = "–" if c["accuracy"] is None else f"{c['accuracy']:.2%}"
+        now = para(f"With the configured thresholds (vote.min_confidence {c['min_confidence']:g}, vote.min_margin "
+                   f"{c['min_margin']:g}, together): accepted accuracy {acc}, reject rate {c['reject_rate']:.1%}; "
+                   f"{c['errors_accepted']} errors pass, {c['errors_rejected']} go to the reject bin.")
     return ("<h3>Recommended reject thresholds for the voting stage</h3>"
-            + table(("config key", "threshold", "accepted accuracy", "reject rate", "accepted"), rows)
+            + table(("config key", "threshold", "accepted accuracy", "reject rate", "accepted"), rows) + now
             + para(f"Smallest threshold whose accepted accuracy reaches {target:.0%} (each key alone; "
                    "threshold 0 = no reject needed, '–' = not reachable on this set). Measured on "
                    "single images: the voting stage fuses several views per item, so confirm on a "

@@ -29,6 +29,7 @@ class AnalyseOptions:
     seed: int = 0
     embed: bool = True
     belt_crops: bool = False  # render each photo as a belt crop (sim) before classifying
+    vote_thresholds: tuple[float, float] | None = None  # configured (min_confidence, min_margin) to evaluate
 
     def __post_init__(self) -> None:
         if self.per_class < 0 or self.max_errors < 0 or self.batch_size < 1:
@@ -207,7 +208,7 @@ def analyse_model(model_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     images = image_source(paths, opts.belt_crops, opts.seed, info.input_size)
     p = _predict(model, info, images, paths, np.array([s.label for s in split.samples]), opts.batch_size)
     metrics = classification_report(p.labels, p.probs, info.class_names, paths)
-    unc = uncertainty.summarise(p.probs, p.labels, opts.target_accuracy)
+    unc = uncertainty.summarise(p.probs, p.labels, opts.target_accuracy, config_thresholds=opts.vote_thresholds)
     charts = uncertainty_charts(p, unc, opts.target_accuracy, img_dir)
     cm = plots.confusion_plot(np.asarray(metrics["confusion"]), info.class_names, img_dir / "confusion.png")
     charts["confusion"] = f"{img_dir.name}/{cm.name}"

@@ -125,13 +125,30 @@ def recommend_threshold(scores: np.ndarray, correct: np.ndarray, score: str = "c
                           1.0 - float(rc.coverage[i]), float(rc.accuracy[i]), int(rc.n_accepted[i]), n)
 
 
+def operating_point(probs: np.ndarray, labels: np.ndarray, min_confidence: float, min_margin: float) -> dict:
+    """What the voting stage's two thresholds together do here: accept when confidence >=
+    ``min_confidence`` and margin >= ``min_margin``."""
+    p = _check_probs(probs)
+    correct = p.argmax(1) == np.asarray(labels)
+    accept = (confidence(p) >= min_confidence) & (margin(p) >= min_margin)
+    n_acc = int(accept.sum())
+    return {"min_confidence": float(min_confidence), "min_margin": float(min_margin), "n_total": int(p.shape[0]),
+            "n_accepted": n_acc, "coverage": n_acc / p.shape[0], "reject_rate": 1.0 - n_acc / p.shape[0],
+            "accuracy": float(correct[accept].mean()) if n_acc else None,
+            "errors_accepted": int((accept & ~correct).sum()), "errors_rejected": int((~accept & ~correct).sum())}
+
+
 def summarise(probs: np.ndarray, labels: np.ndarray, target_accuracy: float = 0.98,
-              coverages: tuple[float, ...] = (1.0, 0.95, 0.9, 0.8)) -> dict:
-    """Everything the report needs as plain numbers (JSON-ready)."""
+              coverages: tuple[float, ...] = (1.0, 0.95, 0.9, 0.8),
+              config_thresholds: tuple[float, float] | None = None) -> dict:
+    """Everything the report needs as plain numbers (JSON-ready); ``config_thresholds`` =
+    the configured (min_confidence, min_margin), evaluated together as ``at_config``."""
     p = _check_probs(probs)
     correct = p.argmax(1) == np.asarray(labels)
     out: dict = {"n": int(p.shape[0]), "accuracy": float(correct.mean()),
                  "mean_entropy": float(entropy(p).mean()), "recommended": {}, "risk_coverage": {}}
+    if config_thresholds is not None:
+        out["at_config"] = operating_point(p, labels, *config_thresholds)
     for name, s in (("confidence", confidence(p)), ("margin", margin(p))):
         rc = risk_coverage(s, correct)
         out["risk_coverage"][name] = {"aurc": rc.aurc(), "at_coverage": {f"{c:.2f}": rc.at_coverage(c) for c in coverages}}

@@ -25,12 +25,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Grad-CAM on at most N misclassified images, most confident first (default 60)")
     p.add_argument("--target-accuracy", type=float, default=0.98, metavar="A",
                    help="accepted accuracy the recommended reject thresholds must reach (default 0.98)")
+    p.add_argument("--config", type=Path, metavar="YAML",
+                   help="daemon config whose vote thresholds are evaluated too (default: config/default.yaml)")
     p.add_argument("--belt-crops", action="store_true",
                    help="show the model simulated belt crops of the photos (the domain the line sees)")
     p.add_argument("--no-embed", action="store_true", help="skip the t-SNE/UMAP maps")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+
+
+def _vote_thresholds(path: Path | None) -> tuple[float, float]:
+    from ..config import DEFAULT_CONFIG, load_config
+
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    vote = load_config(path).vote
+    return vote.min_confidence, vote.min_margin
 
 
 def _model_report(args: argparse.Namespace, video_link: bool) -> None:
@@ -42,7 +53,8 @@ def _model_report(args: argparse.Namespace, video_link: bool) -> None:
     torch.set_num_threads(max(1, args.threads))
     opts = AnalyseOptions(per_class=args.per_class, max_errors=args.max_errors, target_layer=args.target_layer,
                           target_accuracy=args.target_accuracy, batch_size=args.batch_size, seed=args.seed,
-                          embed=not args.no_embed, belt_crops=args.belt_crops)
+                          embed=not args.no_embed, belt_crops=args.belt_crops,
+                          vote_thresholds=_vote_thresholds(args.config))
     numbers = analyse_model(args.model, args.data, args.out, opts, extra_links=(
         [("Decision log report", "decisions.html")] if video_link else []))
     m = numbers["metrics"]
@@ -50,6 +62,10 @@ def _model_report(args: argparse.Namespace, video_link: bool) -> None:
           f"({m['n']} images, {numbers['data']['views']})")
     for rec in numbers["uncertainty"]["recommended"].values():
         print("recommended", Recommendation(**rec).describe())
+    c = numbers["uncertainty"]["at_config"]
+    acc = "n/a" if c["accuracy"] is None else f"{c['accuracy']:.2%}"
+    print(f"configured vote.min_confidence {c['min_confidence']:g} + vote.min_margin {c['min_margin']:g}: "
+          f"accepted accuracy {acc}, reject rate {c['reject_rate']:.1%}")
     print(f"report: {args.out / 'index.html'}")
 
 
@@ -58,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..analysis.decisions_report import DecisionLogError
     from ..analysis.gradcam import TargetLayerError
+    from ..config import ConfigError
     from ..model.weights import ModelLoadError
     from ..training.data import DatasetError
 
@@ -76,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                   f"latency p95 {s['latency_s']['p95']:.3f} s  bad lines {s['bad_lines']}")
         if args.data is not None:
             _model_report(args, video_link=args.video is not None)
-    except (ModelLoadError, DatasetError, TargetLayerError, DecisionLogError) as exc:
+    except (ModelLoadError, DatasetError, TargetLayerError, DecisionLogError, ConfigError) as exc:
         logger.error("{}", exc)
         return 2
     return 0

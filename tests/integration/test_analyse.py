@@ -76,10 +76,12 @@ def test_analyse_model_and_decision_log(model_dir, data_dir, decision_log, tmp_p
     assert rc == 0
     printed = capsys.readouterr().out
     assert "vote.min_confidence" in printed and "vote.min_margin" in printed
+    assert "configured vote.min_confidence" in printed
 
     numbers = json.loads((out / "report.json").read_text())
     assert numbers["metrics"]["n"] == 12 and numbers["model"]["temperature"] == 1.5
     assert set(numbers["uncertainty"]["recommended"]) == {"confidence", "margin"}
+    assert numbers["uncertainty"]["at_config"]["n_total"] == 12
     assert numbers["gradcam"]["target_layer"] == "stages.2"  # at 32 px stages.3 is 1x1: auto skips it
     wrong = len(numbers["metrics"]["misclassified"])
     assert len(numbers["gradcam"]["errors"]) == wrong == len(numbers["worst_errors"])
@@ -109,6 +111,7 @@ def test_decision_log_alone(decision_log, tmp_path):
     ([], False),  # neither --data nor --video
     (["--video", "missing.jsonl"], False),
     (["--per-class", "-1"], True),
+    (["--config", "missing.yaml"], True),
 ])
 def test_bad_usage_exits_2(model_dir, data_dir, tmp_path, extra, needs_data):
     args = ["analyse", "--model", str(model_dir), "--out", str(tmp_path / "r"), *extra]

@@ -87,3 +87,14 @@ def test_summarise_recommends_for_both_config_keys():
         assert rec["config_key"] == key
         assert rec["threshold"] is None or rec["accuracy"] >= 0.95
         assert s["risk_coverage"][name]["at_coverage"]["1.00"]["coverage"] == 1.0
+
+
+def test_operating_point_applies_both_thresholds_together():
+    from ewaste_stream.analysis.uncertainty import operating_point
+
+    p = np.array([[0.9, 0.1, 0.0], [0.5, 0.45, 0.05], [0.7, 0.2, 0.1], [0.3, 0.6, 0.1]])
+    labels = np.array([0, 1, 0, 1])  # row 1 is wrong (0.5 vs 0.45), the others right
+    op = operating_point(p, labels, min_confidence=0.6, min_margin=0.2)
+    assert (op["n_accepted"], op["errors_accepted"], op["errors_rejected"]) == (3, 0, 1)
+    assert op["accuracy"] == 1.0 and op["reject_rate"] == 0.25
+    assert operating_point(p, labels, 0.95, 0.0)["accuracy"] is None  # nothing accepted

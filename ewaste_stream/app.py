@@ -171,7 +171,11 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001
             logger.opt(exception=exc).error(f"pipeline flush failed: {exc}")
         self._close_all(drain=True)
-        logger.info(f"stopped: last seq {self.last_seq}, boot {self.boot_id}")
+        pub = self.publisher.stats if self.publisher else None
+        logger.info(f"stopped: last seq {self.last_seq}, boot {self.boot_id}, "
+                    f"logged {self.log.written if self.log else 0}, published {pub.published if pub else 0}, "
+                    f"frames {sum(s.frames_captured for s in self.sources)}, "
+                    f"dropped {sum(s.queue.dropped for s in self.sources)}")
 
     def _close_all(self, drain: bool) -> None:
         for s in self.sources:

@@ -62,6 +62,7 @@ class TrackerStats:
     duplicates: int = 0
     boot_changes: int = 0
     heartbeat_losses: int = 0
+    silent_start: bool = False  # nothing at all heard for a heartbeat timeout after connecting
     bad_messages: int = 0
     by_line: dict[str, int] = field(default_factory=dict)
 
@@ -137,7 +138,7 @@ class SeqTracker:
         timeout = self.heartbeat_timeout_s or MISSED_PERIODS * DEFAULT_HEARTBEAT_S
         if not self.lines and not self._never_heard_reported and now - self.started_at > timeout:
             self._never_heard_reported = True
-            self.stats.heartbeat_losses += 1
+            self.stats.silent_start = True
             notices.append(Notice("heartbeat_lost", "*", f"nothing heard for {now - self.started_at:.1f} s since "
                                   "connecting: wrong endpoint or line, daemon down, or CURVE key not allowed"))
         return notices

@@ -67,7 +67,7 @@ class Daemon:
         self.publisher = self._make_publisher()
         sinks = [("decision_log", self.log)] if self.log else []
         sinks += [("publisher", self.publisher)] if self.publisher else []
-        sinks += [("metrics", self.metrics.on_decision)]
+        sinks += [("metrics", lambda d: self.metrics.on_decision(d, self.clock()))]
         self.sinks = DecisionSinks(sinks, self._on_status)
         factory = pipeline_factory or _default_pipeline_factory()
         timed = TimedClassifier(classifier, self.metrics.observe_batch)

@@ -37,8 +37,11 @@ class DaemonMetrics:
         r = self.registry
         self.decisions = Counter("ewaste_decisions", "Decisions made", ["label", "reject_reason"], registry=r)
         self.late = Counter("ewaste_late_decisions", "Decisions made after their actuator deadline", registry=r)
+        buckets = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
         self.latency = Histogram("ewaste_decision_latency_seconds", "t_decided - t_cross (stream seconds)",
-                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0), registry=r)
+                                 buckets=buckets, registry=r)
+        self.age = Histogram("ewaste_decision_age_seconds", "Live: clock at publish time - t_cross "
+                             "(includes processing backlog)", buckets=buckets, registry=r)
         self.batch_size = Histogram("ewaste_inference_batch_size", "Crops per classifier call",
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
         self.infer_latency = Histogram("ewaste_inference_latency_seconds", "Classifier call duration (wall)",
@@ -47,10 +50,13 @@ class DaemonMetrics:
         self.last_seq = Gauge("ewaste_last_seq", "seq of the last decision made this boot", registry=r)
         r.register(_SnapshotCollector(lambda: self.snapshot()))
 
-    def on_decision(self, d: Decision) -> None:
+    def on_decision(self, d: Decision, now: float | None = None) -> None:
+        """``now``: live stream seconds when the decision leaves the pipeline (None in replay)."""
         self.decisions.labels(d.label, d.reject_reason.value if d.reject_reason else "").inc()
         self.latency.observe(max(0.0, d.t_decided - d.t_cross))
-        if d.deadline is not None and d.t_decided > d.deadline:
+        if now is not None:
+            self.age.observe(max(0.0, now - d.t_cross))
+        if d.deadline is not None and max(d.t_decided, now if now is not None else 0.0) > d.deadline:
             self.late.inc()
         self.last_seq.set(d.seq)
 

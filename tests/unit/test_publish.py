@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ewaste_stream.clock import FakeClock
@@ -105,3 +107,32 @@ def test_publisher_call_never_blocks_when_its_queue_is_full():
         pub(make_decision(i))
     assert pub.queue_depth == 2 and pub.stats.queue_full == 3
     assert [e.data["seq"] for e in events] == [3, 4, 5] and events[0].kind == StatusKind.SINK_ERROR
+
+
+@pytest.mark.parametrize("argv, rc, expected", [
+    (["--since-seq", "1"], 0, [("B", 2)]),
+    (["--since-seq", "2", "--boot-id", "A"], 0, [("A", 3), ("B", 1), ("B", 2)]),
+    (["--boot-id", "nope"], 1, []),
+    (["--since-seq", "-1"], 2, []),
+])
+def test_decisions_command(two_boots, capsys, argv, rc, expected):
+    from ewaste_stream.cli import main
+
+    assert main(["decisions", "--log", str(two_boots), *argv]) == rc
+    out = capsys.readouterr()
+    rows = [json.loads(x) for x in out.out.splitlines()]
+    assert [(r["boot_id"], r["seq"]) for r in rows] == expected
+    if rc == 1:
+        assert "not in" in out.err
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """cli.main() points loguru at this test's captured stderr; point it back afterwards."""
+    yield
+    import sys
+
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="INFO")

@@ -187,3 +187,40 @@ def test_run_bad_flags_exit_2_naming_the_key(tmp_path, capsys, args, phrase):
     assert main(["run", "--config", str(REPO / "config" / "default.yaml"), *args]) == 2
     err = capsys.readouterr().err
     assert phrase in err and "(command line)" in err
+
+
+def test_network_stream_that_ends_is_reconnected(tmp_path):
+    """A real OpenCV/FFmpeg network source (HTTP) whose stream ends counts as lost and is
+    reopened with back-off; frames keep their per-camera seq across the reconnect."""
+    import functools
+    import http.server
+
+    from ewaste_stream.clock import MonotonicClock, StreamClock
+    from ewaste_stream.messages import StatusKind
+    from ewaste_stream.sources import LivePolicy, LiveSource, SourceContext, parse_source
+
+    write_test_video(tmp_path / "s.mp4", frames=8)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    events: list = []
+    src = LiveSource("net0", parse_source(f"http://127.0.0.1:{srv.server_address[1]}/s.mp4"),
+                     LivePolicy(queue_size=64, reconnect_min_s=0.05, reconnect_max_s=0.1),
+                     SourceContext(StreamClock(MonotonicClock()), events.append))
+    try:
+        src.start()
+        frames = []
+        it = src.frames()
+        while len(frames) < 20:
+            frames.append(next(it))
+    finally:
+        src.close()
+        srv.shutdown()
+        srv.server_close()
+    assert [f.seq for f in frames] == list(range(20))
+    kinds = [e.kind for e in events]
+    assert StatusKind.SOURCE_LOST in kinds and StatusKind.SOURCE_RECOVERED in kinds and src.reconnects >= 2

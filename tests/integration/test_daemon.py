@@ -224,3 +224,54 @@ def test_network_stream_that_ends_is_reconnected(tmp_path):
     assert [f.seq for f in frames] == list(range(20))
     kinds = [e.kind for e in events]
     assert StatusKind.SOURCE_LOST in kinds and StatusKind.SOURCE_RECOVERED in kinds and src.reconnects >= 2
+
+
+@pytest.mark.slow
+def test_cli_run_real_pipeline_sigterm_drains(tmp_path):
+    """`ewaste-stream run` (real Pipeline, tiny ONNX model) on the looping sample video with a
+    subscriber attached before the first decision: SIGTERM -> exit 0, every logged decision
+    was published and received, consecutive seq."""
+    pytest.importorskip("ewaste_stream.pipeline")
+    from ewaste_stream.model.small_cnn import tiny_model_folder
+
+    video = REPO / "samples" / "belt_val_demo.cam0.mp4"
+    if not video.exists():
+        pytest.skip("sample video missing")
+    model = tiny_model_folder(tmp_path / "m")
+    staged, live = tmp_path / "staged.mp4", tmp_path / "belt.mp4"
+    staged.write_bytes(video.read_bytes())
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {{dir: '{model}', threads: 1}}\n"
+                   f"cameras:\n  - {{id: cam0, source: '{live}', loop: true, on_open_failure: retry, "
+                   "reconnect_min_s: 0.05, reconnect_max_s: 0.1}\n"
+                   f"publish: {{endpoint: 'tcp://127.0.0.1:0', heartbeat_s: 0.1, decisions_log: '{tmp_path}/d.jsonl'}}\n"
+                   f"metrics: {{listen: null}}\nlogging: {{file: null}}\n")
+    proc = subprocess.Popen(["ewaste-stream", "run", "--config", str(cfg)], stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()
+    seqs: list[int] = []
+    try:
+        assert _until(lambda: any("publishing decisions on" in x for x in lines), 60), "".join(lines)
+        endpoint = re.search(r"publishing decisions on (\S+)", "".join(lines)).group(1)
+        sub = DecisionSubscriber(endpoint, "line1")
+        assert sub.wait_for_heartbeat(20.0) is not None
+        os.rename(staged, live)  # the camera "appears" only now: nothing was decided before
+        end = time.monotonic() + 120
+        while len(seqs) < 10 and time.monotonic() < end:
+            r = sub.recv(1.0)
+            if r is not None and r.decision is not None:
+                seqs.append(r.decision.seq)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+        while (r := sub.recv(1.0)) is not None:
+            if r.decision is not None:
+                seqs.append(r.decision.seq)
+        sub.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0, "".join(lines[-30:])
+    logged = [r["seq"] for r in read_decisions(tmp_path / "d.jsonl")]
+    assert len(logged) >= 10 and logged == list(range(1, len(logged) + 1))
+    assert seqs == logged, "".join(lines[-30:])

@@ -1,0 +1,44 @@
+"""CLI flags generated from :class:`TrainConfig`, so every recipe key is also a flag."""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from typing import Any
+
+from .config import TrainConfig
+
+_SHORT = {"data": "dataset root with train/<Class>/ and val/<Class>/", "out": "model folder to write"}
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """``--some-key`` for every TrainConfig field; defaults are None so YAML/defaults apply."""
+    for name, field in TrainConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default = field.default if field.default is not None and not callable(field.default) else None
+        help_text = (_SHORT.get(name) or field.description or "") + (f" (default: {default})" if default is not None else "")
+        kind = _base_type(field.annotation)
+        kwargs: dict[str, Any] = {"default": None, "help": help_text, "dest": name}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif kind is tuple:
+            kwargs.update(nargs=3, type=float, metavar="F")
+        elif typing.get_origin(kind) is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(kind))
+        else:
+            kwargs["type"] = kind if kind in (int, float) else str
+        parser.add_argument(flag, **kwargs)
+
+
+def _base_type(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _base_type(args[0])
+    if origin is tuple:
+        return tuple
+    return annotation
+
+
+def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name, None) for name in TrainConfig.model_fields}

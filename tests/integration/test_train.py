@@ -1,0 +1,111 @@
+"""Train a tiny model end to end on generated images: model folder, model.json, metrics JSON,
+resume from the full state, and a leak-aware evaluation that finds a copied file."""
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ewaste_stream.cli import main
+
+pytestmark = pytest.mark.slow
+CLASSES = ("Battery", "Keyboard")
+
+
+def _image(label: int, seed: int) -> np.ndarray:
+    """150 x 150 like the dataset: a smooth random backdrop (distinct dHash per image) + a shape."""
+    rng = np.random.default_rng(seed)
+    img = cv2.resize(rng.integers(120, 256, (5, 5, 3), dtype=np.uint8), (150, 150), interpolation=cv2.INTER_CUBIC)
+    c = (int(rng.integers(50, 100)), int(rng.integers(50, 100)))
+    if label == 0:
+        cv2.circle(img, c, int(rng.integers(22, 36)), (200, 30, 30), -1)
+    else:
+        cv2.rectangle(img, (c[0] - 30, c[1] - 20), (c[0] + 30, c[1] + 20), (30, 30, 200), -1)
+    return img
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    for split, n, offset in (("train", 8, 0), ("val", 3, 100)):
+        for label, name in enumerate(CLASSES):
+            d = root / split / name
+            d.mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(d / f"{name}_{i}.jpg"), _image(label, offset + 10 * i + label)[..., ::-1])
+    # a leak: one training image copied into val
+    shutil.copy(root / "train" / "Battery" / "Battery_0.jpg", root / "val" / "Battery" / "copied.jpg")
+    return root
+
+
+def _train(dataset: Path, out: Path, work: Path, epochs: int, *extra: str) -> int:
+    return main(["train", "--data", str(dataset), "--out", str(out), "--work-dir", str(work),
+                 "--arch", "ewaste_small_cnn", "--pretrained", "none", "--input-size", "48",
+                 "--epochs", str(epochs), "--head-epochs", "1", "--partial-epochs", "0", "--batch-size", "8",
+                 "--belt-mix", "0.5", "--belt-bank", "1", "--val-belt-per-photo", "1", "--workers", "0",
+                 "--threads", "1", "--cache-dir", str(work / "cache"), "--weights-dtype", "float32", *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    base = tmp_path_factory.mktemp("run")
+    assert _train(dataset, base / "model", base / "work", 2) == 0
+    return base
+
+
+def test_model_folder_and_metrics(trained):
+    d = trained / "model"
+    info = json.loads((d / "model.json").read_text())
+    assert info["class_names"] == list(CLASSES)
+    assert info["input_size"] == 48 and info["arch"] == "ewaste_small_cnn"
+    assert set(info["weights"]) == {"safetensors", "onnx"}
+    assert all((d / f).is_file() for f in info["weights"].values())
+    assert info["temperature"] > 0
+    assert info["data"]["val_leaks"]["n"] == 1 and info["data"]["val_leaks"]["byte_identical"] == 1
+    m = info["metrics"]
+    assert m["epochs_run"] == 2 and 1 <= m["best_epoch"] <= 2
+    for set_name in ("photo", "belt"):
+        for view in ("single", "tta_rot90"):
+            pair = m["val"][set_name][view]
+            assert pair["all"]["n"] == 7 and pair["leak_free"]["n"] == 6
+            assert 0.0 <= pair["leak_free"]["accuracy"] <= 1.0
+    report = json.loads((d / "eval_val.json").read_text())
+    photo = report["reports"]["photo"]["single"]["all"]
+    assert sum(map(sum, photo["confusion"])) == 7 and "roc_auc_ovr" in photo and "ece" in photo
+    assert report["leaks"][0]["eval"].endswith("copied.jpg")
+    for f in ("training_curve.png", "confusion_photo.png", "confusion_belt.png", "train_config.yaml"):
+        assert (d / f).is_file(), f
+    assert (trained / "work" / "last.pt").is_file() and (trained / "work" / "best.pt").is_file()
+
+
+def test_resume_continues_from_the_full_state(trained, dataset):
+    work = trained / "work"
+    before = json.loads((work / "history.json").read_text())
+    assert _train(dataset, trained / "model2", work, 3, "--resume", "auto") == 0
+    after = json.loads((work / "history.json").read_text())
+    assert [h["epoch"] for h in after] == [1, 2, 3]
+    assert after[:2] == before
+    assert json.loads((trained / "model2" / "model.json").read_text())["metrics"]["epochs_run"] == 3
+
+
+def test_evaluate_reports_leak_free_figures(trained, dataset, capsys):
+    rc = main(["evaluate", "--data", str(dataset / "val"), "--model", str(trained / "model"),
+               "--train-dir", str(dataset / "train"), "--belt", "--belt-per-photo", "2", "--json",
+               "--out", str(trained / "eval")])
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"]["leaked"] == 1
+    assert doc["reports"]["photo"]["single"]["leak_free"]["n"] == 6
+    assert doc["reports"]["belt"]["single"]["all"]["n"] == 14
+    assert (trained / "eval" / "eval.json").is_file() and (trained / "eval" / "misclassified.csv").is_file()
+
+
+@pytest.mark.parametrize("argv, code", [
+    (["--data", "/nonexistent"], 2),                      # missing dataset folder
+    (["--epochs", "0"], 2),                               # out of bounds
+])
+def test_bad_training_input_exits_2(tmp_path, argv, code):
+    assert main(["train", "--out", str(tmp_path / "m"), "--data", str(tmp_path), *argv]) == code

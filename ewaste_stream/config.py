@@ -72,11 +72,27 @@ class CameraSection(_Section):
 
 
 class DetectorSection(_Section):
+    """Sizes are in px of the full-resolution frame, or as fractions of its height (the belt's width
+    in the picture), so one config works for 720p and 360p cameras alike."""
+
     roi: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 as 0..1 fractions of the frame
-    min_area: int = Field(600, ge=1)  # px
+    min_area: int = Field(200, ge=1)  # px: regions smaller than this are never items
+    min_area_frac: float = Field(0.0016, ge=0, lt=1)  # ... nor smaller than this fraction of the frame (fragments)
     max_area: int = Field(200_000, ge=1)  # px
-    threshold: float = Field(30.0, gt=0)  # difference from the learned belt appearance
-    downscale: int = Field(2, ge=1, le=8)  # work on a 1/N image for speed
+    threshold: float = Field(10.0, gt=0)  # grey levels: min brightness difference from the learned belt
+    chroma_threshold: float = Field(3.0, gt=0)  # grey levels: min colour difference (a channel vs the mean)
+    noise_k: float = Field(2.5, gt=0)  # ... and at least this many times the belt's per-row spread
+    shadow_ratio: float = Field(0.5, ge=0, le=1)  # darker but >= this x the belt's brightness, same colour: shadow
+    shadow_width: float = Field(0.033, ge=0, le=0.5)  # widest shadow rim beside an item (x frame height)
+    bridge_width: float = Field(0.028, ge=0, le=0.5)  # darker bands up to this wide inside an item are the item
+    downscale: int | None = Field(None, ge=1, le=8)  # work on a 1/N image; None: about 180 px high
+
+    def factor(self, height: int) -> int:
+        """The downscale factor for frames ``height`` px high."""
+        return self.downscale or max(1, int(round(height / 180.0)))
+
+    def min_item_area(self, width: int, height: int) -> float:
+        return max(float(self.min_area), self.min_area_frac * width * height)
 
     @model_validator(mode="after")
     def _areas(self) -> "DetectorSection":
@@ -88,13 +104,21 @@ class DetectorSection(_Section):
 class TrackerSection(_Section):
     max_missed_frames: int = Field(5, ge=0, le=1000)  # frames a track survives without a detection
     min_hits: int = Field(2, ge=1)  # detections before a track is confirmed
-    max_speed_px: float = Field(120.0, gt=0)  # per frame, along the belt
+    max_speed_px: float = Field(120.0, gt=0)  # per frame, along the belt: faster measurements are ignored
+    slack: float = Field(0.017, ge=0, le=0.5)  # an item's pixels may stray this far (x frame height) from prediction
+    min_iou: float = Field(0.2, gt=0, lt=1)  # belt-box overlap that joins a camera's new piece to a track
+    min_shift_confidence: float = Field(0.02, ge=0, le=1)  # weaker belt-motion measurements: keep the last
+    split_neck_ratio: float = Field(0.6, gt=0, le=1)  # a new region is cut where it narrows below this x item size
+    split_min_radius: float = Field(0.014, gt=0, le=0.5)  # ... into parts at least this thick (x frame height)
 
 
 class BatchingSection(_Section):
     max_batch: int = Field(32, ge=1, le=1024)
     max_wait_ms: float = Field(20.0, ge=0)
     views_per_item: int = Field(4, ge=1, le=64)  # classify at most this many crops per item and camera
+    guard_frames: float = Field(2.0, ge=0)  # the last view is taken this many frames of travel before the line
+    crop_margin: float = Field(0.15, ge=0, le=1)  # square crop = longest box side x (1 + 2 margin)
+    max_inflight: int = Field(4, ge=1, le=64)  # batches queued for the classifier thread before waiting
 
 
 class VoteSection(_Section):
@@ -102,6 +126,15 @@ class VoteSection(_Section):
     min_margin: float = Field(0.2, ge=0, le=1)
     min_views: int = Field(1, ge=0)
     single_camera_min_confidence: float | None = Field(None, ge=0, le=1)  # stricter when others are down
+    lost_min_confidence: float = Field(0.85, ge=0, le=1)  # a track lost before the line needs this to be sorted
+    camera_weights: dict[str, float] = Field(default_factory=dict)  # per-camera view weight (default 1)
+
+    @model_validator(mode="after")
+    def _weights(self) -> "VoteSection":
+        bad = {k: v for k, v in self.camera_weights.items() if not (0 < v <= 10)}
+        if bad:
+            raise ValueError(f"camera_weights must be in (0, 10], got {bad}")
+        return self
 
 
 class LaneSection(_Section):
@@ -112,6 +145,7 @@ class LaneSection(_Section):
 
 class DecisionSection(_Section):
     line_position: float = Field(0.75, gt=0, lt=1)  # fraction of frame width along the belt
+    line_camera: str | None = None  # camera whose picture line_position refers to (default: the first)
     direction: Literal["left_to_right", "right_to_left"] = "left_to_right"
     actuator_distance_m: float = Field(0.5, ge=0)  # decision line -> actuator
     belt_speed_mps: float | None = Field(None, gt=0)  # None: estimated from the tracker

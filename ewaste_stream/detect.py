@@ -1,0 +1,278 @@
+"""Item detector for a moving, textured conveyor belt.
+
+A static background model does not work on a belt: the belt scrolls, so its texture is
+never in the same place twice. What *is* stable is the belt's average appearance at each
+image position (the texture averaged over its motion, times the static lighting and
+vignette) and how much the texture varies per row. So the belt model is:
+
+- ``mean``: a per-pixel running average of the belt, seeded with the per-row median of the
+  first frame (robust to items already on the belt) and updated only where no item is,
+  so lighting drift and vignetting are learned and items are not;
+- ``sigma``: per-row robust spread of the belt around that mean (grain, mottle, streaks).
+
+A pixel is an item where its colour differs from the belt mean by more than
+``max(threshold, noise_k * sigma_row)`` in any channel: dark items on a dark belt differ by
+colour or by being darker still; light items differ a lot. Thin seams and scratches (a few
+px across) vanish in the downscaled, lightly blurred image the detector works on
+(``downscale``). Items are connected regions (4-connectivity, holes filled, no closing that
+could bridge the gap between two neighbours), filtered by ``min_area``/``max_area`` and
+ROI; fragments lying mostly inside another region's box are merged into it.
+
+:class:`BeltMotion` measures the belt's shift between consecutive frames by phase
+correlation of the belt-model residual (items and texture move with the belt; static
+lighting does not), which gives the tracker its velocity at any speed from 0 to
+100+ px/frame with no tuning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .config import DetectorSection
+from .messages import Detection, Frame
+
+_ALPHA = 0.05  # belt-model learning rate per frame (belt pixels)
+_ALPHA_FG = 0.002  # ... under detected items (so a ghost of a start-up item fades)
+_SIGMA_MIN = 1.0  # grey levels: floor of the belt's per-row spread
+
+
+@dataclass(frozen=True, slots=True)
+class FrameAnalysis:
+    """What the detector learnt from one frame, at the detector's working resolution."""
+
+    camera: str
+    frame_seq: int
+    t: float
+    mask: np.ndarray  # uint8 (h, w) of the downscaled frame: 1 = item pixel (holes filled)
+    scale: tuple[float, float]  # downscaled px -> full-resolution px (sx, sy)
+    shift: tuple[float, float] | None  # belt motion since the previous frame, full-res px (dx, dy); None = unknown
+    shift_confidence: float  # phase-correlation response 0..1
+
+    def to_full(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        sx, sy = self.scale
+        return box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
+
+
+class BeltDetector:
+    """Finds items in frames of one camera. One instance per camera (it learns that belt)."""
+
+    def __init__(self, cfg: DetectorSection, camera: str, width: int, height: int) -> None:
+        self.cfg = cfg
+        self.camera = camera
+        self.width, self.height = int(width), int(height)
+        self.ds = cfg.factor(self.height)
+        self.sw, self.sh = max(8, self.width // self.ds), max(8, self.height // self.ds)
+        self.sx, self.sy = self.width / self.sw, self.height / self.sh  # small -> full px
+        self.roi = _roi_px(cfg.roi, self.sw, self.sh)
+        self.mean: np.ndarray | None = None  # float32 sh x sw x 3: the belt's average look
+        self.sigma_l: np.ndarray | None = None  # float32 sh x 1: per-row spread of brightness
+        self.sigma_c: np.ndarray | None = None  # float32 sh x 1: per-row spread of colour
+        self.motion = BeltMotion()
+        self.frames = 0
+        side = int(np.ceil(cfg.shadow_width * self.height / self.sy)) | 1  # odd, a bit wider than a shadow rim
+        self._shadow_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side + 2, side + 2))
+        side = int(np.ceil(cfg.bridge_width * self.height / self.sy)) | 1
+        self._bridge_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+        self._roi_mask: np.ndarray | None = None
+        if (self.roi) != (0, 0, self.sw, self.sh):
+            x0, y0, x1, y1 = self.roi
+            self._roi_mask = np.zeros((self.sh, self.sw), np.uint8)
+            self._roi_mask[y0:y1, x0:x1] = 1
+
+    def analyse(self, frame: Frame) -> FrameAnalysis:
+        """Item mask and belt motion of one frame; updates the belt model."""
+        if frame.width != self.width or frame.height != self.height:
+            raise ValueError(f"camera {self.camera}: frame size changed from {self.width}x{self.height} "
+                             f"to {frame.width}x{frame.height}")
+        small = self._small(frame.image)
+        if self.mean is None:
+            self._init_model(small)
+        lum, chroma, belt_lum = self._residual(small)
+        mask = self._foreground(lum, chroma, belt_lum)
+        shift, conf = self.motion.update(lum)
+        self._learn(small, lum, chroma, mask)
+        self.frames += 1
+        if shift is not None:
+            shift = (shift[0] * self.sx * 2, shift[1] * self.sy * 2)  # motion works at half the small size
+        return FrameAnalysis(camera=self.camera, frame_seq=frame.seq, t=frame.t, mask=fill_holes(mask),
+                             scale=(self.sx, self.sy), shift=shift, shift_confidence=conf)
+
+    def detect(self, frame: Frame) -> list[Detection]:
+        """Items of one frame on their own (no tracking): connected regions, fragments merged."""
+        an = self.analyse(frame)
+        return detections_from_mask(an, self.cfg)
+
+    # -- belt model -------------------------------------------------------------------------
+    def _small(self, image: np.ndarray) -> np.ndarray:
+        img, ds = image, self.ds
+        while ds % 2 == 0 and ds > 1:  # halving with INTER_AREA is ~7x faster than one /4 step
+            img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+            ds //= 2
+        if img.shape[1] != self.sw or img.shape[0] != self.sh:
+            img = cv2.resize(img, (self.sw, self.sh), interpolation=cv2.INTER_AREA)
+        return cv2.GaussianBlur(img, (3, 3), 0).astype(np.float32)
+
+    def _residual(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Signed brightness difference from the belt, the largest colour difference (grey
+        levels), and the belt's own brightness."""
+        assert self.mean is not None
+        diff = cv2.subtract(small, self.mean)
+        b, g, r = cv2.split(diff)
+        lum = (b + g + r) * np.float32(1.0 / 3.0)
+        chroma = cv2.max(cv2.max(cv2.absdiff(b, lum), cv2.absdiff(g, lum)), cv2.absdiff(r, lum))
+        mb, mg, mr = cv2.split(self.mean)
+        return lum, chroma, (mb + mg + mr) * np.float32(1.0 / 3.0)
+
+    def _init_model(self, small: np.ndarray) -> None:
+        row = np.median(small, axis=1, keepdims=True)  # items rarely cover half of a row
+        self.mean = np.ascontiguousarray(np.repeat(row, self.sw, axis=1), dtype=np.float32)
+        lum, chroma, _ = self._residual(small)
+        self.sigma_l = _robust_row_sigma(np.abs(lum), None)
+        self.sigma_c = _robust_row_sigma(chroma, None)
+
+    def _foreground(self, lum: np.ndarray, chroma: np.ndarray, belt_lum: np.ndarray) -> np.ndarray:
+        """Item pixels: brighter than the belt, another colour, or darker than any shadow can
+        make the belt; plus darker regions too wide to be a shadow's rim.
+
+        A shadow only dims the belt (to no less than ``shadow_ratio`` of it), keeps its
+        colour, and shows as a band no wider than ``shadow_width`` beside its item; an opening
+        with a kernel that size removes such bands but keeps dark items and their parts."""
+        assert self.sigma_l is not None and self.sigma_c is not None
+        k = np.float32(self.cfg.noise_k)
+        thr_l = np.maximum(np.float32(self.cfg.threshold), k * self.sigma_l)
+        thr_c = np.maximum(np.float32(self.cfg.chroma_threshold), k * self.sigma_c)
+        dark_l = np.maximum(thr_l, np.float32(1.0 - self.cfg.shadow_ratio) * belt_lum)
+        strong = ((lum > thr_l) | (lum < -dark_l) | (chroma > thr_c)).astype(np.uint8)
+        dim = (lum < -thr_l).astype(np.uint8)
+        mask = strong | cv2.morphologyEx(dim, cv2.MORPH_OPEN, self._shadow_kernel)
+        if self.cfg.bridge_width > 0:  # dark bands inside an item (between its brighter parts)
+            mask |= dim & cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._bridge_kernel)
+        if self._roi_mask is not None:
+            mask &= self._roi_mask
+        return mask
+
+    def _learn(self, small: np.ndarray, lum: np.ndarray, chroma: np.ndarray, mask: np.ndarray) -> None:
+        assert self.mean is not None
+        near = cv2.dilate(mask, _KERNEL5)  # keep item borders and shadows out of the belt model
+        belt = (near == 0).astype(np.uint8)
+        cv2.accumulateWeighted(small, self.mean, _ALPHA, belt)
+        cv2.accumulateWeighted(small, self.mean, _ALPHA_FG, near)
+        if self.frames % 4 == 0:
+            self.sigma_l = _blend_sigma(self.sigma_l, _robust_row_sigma(np.abs(lum), belt))
+            self.sigma_c = _blend_sigma(self.sigma_c, _robust_row_sigma(chroma, belt))
+
+
+_KERNEL5 = np.ones((5, 5), np.uint8)
+
+
+def _robust_row_sigma(absdev: np.ndarray, belt: np.ndarray | None) -> np.ndarray:
+    """Per-row spread (Gaussian sigma from the mean absolute deviation) over belt pixels."""
+    if belt is None:
+        mad = np.median(absdev, axis=1, keepdims=True) * np.float32(1.4826)
+        return np.maximum(mad, _SIGMA_MIN).astype(np.float32)
+    counts = belt.sum(axis=1, keepdims=True, dtype=np.float32)
+    tot = (absdev * belt).sum(axis=1, keepdims=True)
+    est = np.where(counts >= max(4, belt.shape[1] // 8), 1.25 * tot / np.maximum(counts, 1), np.nan)
+    return est.astype(np.float32)
+
+
+def _blend_sigma(old: np.ndarray | None, new: np.ndarray) -> np.ndarray:
+    assert old is not None
+    out = np.where(np.isfinite(new), 0.8 * old + 0.2 * np.maximum(new, _SIGMA_MIN), old)
+    return out.astype(np.float32)
+
+
+class BeltMotion:
+    """Belt shift between consecutive frames: phase correlation of the brightness residual
+    (belt texture and items move with the belt, the static lighting is in the belt mean)."""
+
+    def __init__(self) -> None:
+        self.prev: np.ndarray | None = None
+        self.window: np.ndarray | None = None
+
+    def update(self, lum: np.ndarray) -> tuple[tuple[float, float] | None, float]:
+        """Shift (dx, dy) in px of the image *half the size of* ``lum``, and the response."""
+        img = cv2.resize(lum, (lum.shape[1] // 2, lum.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        if self.window is None or self.window.shape != img.shape:
+            self.window = cv2.createHanningWindow((img.shape[1], img.shape[0]), cv2.CV_32F)
+            self.prev = None
+        prev, self.prev = self.prev, img
+        if prev is None:
+            return None, 0.0
+        (dx, dy), response = cv2.phaseCorrelate(prev, img, self.window)
+        if not (np.isfinite(dx) and np.isfinite(dy)):
+            return None, 0.0
+        return (float(dx), float(dy)), float(response)
+
+
+def _roi_px(roi: tuple[float, float, float, float] | None, w: int, h: int) -> tuple[int, int, int, int]:
+    if roi is None:
+        return 0, 0, w, h
+    x0, y0, x1, y1 = roi
+    return int(round(x0 * w)), int(round(y0 * h)), max(int(round(x1 * w)), 1), max(int(round(y1 * h)), 1)
+
+
+FRAGMENT_FRAC = 0.25  # regions smaller than this fraction of min_area are noise
+
+
+def regions(mask: np.ndarray, min_px: float) -> np.ndarray:
+    """Connected regions (4-connected) of at least ``min_px`` pixels.
+
+    Rows: x0, y0, x1, y1 (exclusive), area, sum of x, sum of y (sums let regions merge)."""
+    n, _, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    st, ce = stats[1:].astype(np.float64), cents[1:]
+    keep = st[:, 4] >= min_px
+    st, ce = st[keep], ce[keep]
+    x0, y0 = st[:, 0], st[:, 1]
+    return np.column_stack([x0, y0, x0 + st[:, 2], y0 + st[:, 3], st[:, 4], ce[:, 0] * st[:, 4], ce[:, 1] * st[:, 4]])
+
+
+def region_detection(an: FrameAnalysis, r: np.ndarray | list[float]) -> Detection:
+    """A region (row of :func:`regions`, downscaled px) as a full-resolution Detection."""
+    x0, y0, x1, y1, a, mx, my = (float(v) for v in r)
+    sx, sy = an.scale
+    return Detection(camera=an.camera, frame_seq=an.frame_seq, t=an.t, bbox=an.to_full((x0, y0, x1, y1)),
+                     centroid=((mx / a + 0.5) * sx, (my / a + 0.5) * sy), area=a * sx * sy)
+
+
+def detections_from_mask(an: FrameAnalysis, cfg: DetectorSection) -> list[Detection]:
+    px = an.scale[0] * an.scale[1]
+    h, w = an.mask.shape
+    min_area = cfg.min_item_area(int(round(w * an.scale[0])), int(round(h * an.scale[1])))
+    regs = _merge_fragments(regions(an.mask, min_area * FRAGMENT_FRAC / px))
+    out = [region_detection(an, r) for r in regs if min_area <= r[4] * px <= cfg.max_area]
+    return sorted(out, key=lambda d: (d.bbox[0], d.bbox[1]))
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(mask)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled
+
+
+def _merge_fragments(regions: np.ndarray, inside: float = 0.7) -> np.ndarray:
+    """Merge a region into a bigger one when >= ``inside`` of its box lies in the bigger box.
+
+    ``regions`` rows: x0, y0, x1, y1, area, sum x, sum y. Repeats until nothing merges.
+    """
+    while len(regions) > 1:
+        r = regions[np.argsort(-regions[:, 4], kind="stable")]
+        w = np.minimum(r[:, None, 2], r[None, :, 2]) - np.maximum(r[:, None, 0], r[None, :, 0])
+        h = np.minimum(r[:, None, 3], r[None, :, 3]) - np.maximum(r[:, None, 1], r[None, :, 1])
+        inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+        own = (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])
+        frac = inter / own[:, None]  # frac[i, j]: share of box i inside box j
+        np.fill_diagonal(frac, 0.0)
+        frac = np.tril(frac)  # only merge a smaller region (later row) into a bigger one
+        i, j = np.unravel_index(int(np.argmax(frac)), frac.shape)
+        if frac[i, j] < inside:
+            return r
+        big, small = r[j], r[i]
+        merged = np.array([min(big[0], small[0]), min(big[1], small[1]), max(big[2], small[2]),
+                           max(big[3], small[3]), big[4] + small[4], big[5] + small[5], big[6] + small[6]])
+        regions = np.vstack([np.delete(r, [i, j], axis=0), merged])
+    return regions

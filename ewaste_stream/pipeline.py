@@ -1,0 +1,286 @@
+"""The streaming pipeline: frames in, exactly one sort decision per item out.
+
+``Pipeline.process(frame)`` is one synchronous, deterministic step for one camera frame:
+
+    detector (belt model, item mask, belt motion) -> tracker (footprints, belt kinematics)
+    -> view selection + crops -> batcher -> classifier thread -> votes -> decisions
+
+The classifier runs on its own thread (``batching.InferenceWorker``) and overlaps with the
+next frames' detection. Determinism does not depend on how fast it is: an item is decided
+in the step where its centroid crosses the decision line (or its track is lost), and that
+step first waits for every view of *that* item still being classified. So a decision's
+content depends only on the frames, never on timing, and its stream-time latency is under
+one frame. Decisions get ``seq`` 1, 2, 3 ... per pipeline (per boot).
+
+Time is the frames' stream time; ``wall_clock`` (optional) only fills ``wall_decided``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable
+
+import numpy as np
+from loguru import logger
+
+from .batching import Batch, Batcher, InferenceWorker, ViewJob, ViewSelector, square_crop
+from .config import Config
+from .decide import DecisionFactory
+from .detect import BeltDetector
+from .geometry import BeltMap
+from .messages import Decision, Frame, Observation, StatusEvent, StatusKind
+from .track import Track, Tracker, TrackState, TrackStep
+from .vote import fuse, top_two
+
+STAGES = ("detect", "track", "views", "wait", "decide")
+SIDE_QUALITY = 0.5  # vote weight of a view whose item touches the belt-side edge of the picture
+
+
+class Pipeline:
+    """Wires the stages. Parts are injected (classifier; sinks as callables) so tests use stubs."""
+
+    def __init__(self, config: Config, classifier, boot_id: str,  # noqa: ANN001 - any Classifier
+                 on_decision: Callable[[Decision], None],
+                 on_status: Callable[[StatusEvent], None] | None = None, *,
+                 wall_clock: Callable[[], float] | None = None, inline_inference: bool = False) -> None:
+        self.config = config
+        self.classifier = classifier
+        self.class_names = tuple(classifier.class_names)
+        self.boot_id = boot_id
+        self.on_decision = on_decision
+        self.on_status = on_status
+        direction = config.decision.direction
+        maps = {c.id: BeltMap.from_config(c.mapping, direction) for c in config.cameras}
+        self.line_camera = config.decision.line_camera or config.cameras[0].id
+        self.tracker = Tracker(config.tracker, maps, None, detector=config.detector)
+        self.detectors: dict[str, BeltDetector] = {}
+        b = config.batching
+        self.selector = ViewSelector(b.views_per_item, b.guard_frames)
+        self.batcher = Batcher(b.max_batch, b.max_wait_ms / 1000.0)
+        self.worker = InferenceWorker(classifier, b.max_inflight, inline=inline_inference)
+        self.factory = DecisionFactory(config, classifier, boot_id, wall_clock)
+        self.obs: dict[int, list[Observation]] = {}
+        self.waiting: dict[int, int] = {}  # track id -> its views not classified yet
+        self.frames: dict[str, int] = {}
+        self.stage_s = dict.fromkeys(STAGES, 0.0)
+        self.latency_ms: deque[float] = deque(maxlen=100_000)  # t_decided - t_cross, stream ms
+        self.counts = {"decisions": 0, "views": 0, "stage_errors": 0, "sink_errors": 0, "tracks": 0}
+        self.last_seen: dict[str, TrackStep] = {}
+        self._high_water = False
+
+    # -- public API ---------------------------------------------------------------------------
+    def process(self, frame: Frame) -> list[Decision]:
+        """One camera frame -> the decisions made in this step (also given to ``on_decision``)."""
+        t0 = time.perf_counter()
+        det = self._detector(frame)
+        an = det.analyse(frame)
+        t1 = time.perf_counter()
+        step = self.tracker.step(an)
+        self.last_seen[frame.camera] = step
+        t2 = time.perf_counter()
+        self._take_views(frame, step)
+        self._collect()
+        for jobs in self.batcher.due(frame.t, self._urgent(step)):
+            self._submit(jobs)
+        t3 = time.perf_counter()
+        decisions = self._decide(frame.t, step.lost)
+        self._forget(step.closed)
+        self.frames[frame.camera] = self.frames.get(frame.camera, 0) + 1
+        self.stage_s["detect"] += t1 - t0
+        self.stage_s["track"] += t2 - t1
+        self.stage_s["views"] += t3 - t2
+        return decisions
+
+    def flush(self, t: float) -> list[Decision]:
+        """Decide every item in flight (end of stream, shutdown): crossed items as usual,
+        the others as lost at ``t`` (rejected unless their votes are strong)."""
+        for jobs in self.batcher.drain():
+            self._submit(jobs)
+        self._collect(wait_all=True)
+        pending = [tr for tr in self.tracker.active_tracks() if tr.decidable]
+        for tr in pending:
+            if tr.t_cross is None:
+                tr.lost = True
+        return self._decide(t, pending)
+
+    def close(self) -> None:
+        self.worker.close()
+
+    def stats(self) -> dict:
+        lat = np.asarray(self.latency_ms, dtype=np.float64)
+        w = self.worker
+        return {
+            "frames": dict(self.frames), "tracks": self.tracker.created,
+            "decisions": self.counts["decisions"], "rejects": dict(self.factory.rejects),
+            "labels": dict(self.factory.labels), "views": w.crops, "batches": w.batches,
+            "mean_batch": round(w.crops / w.batches, 2) if w.batches else 0.0,
+            "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()}, "inference_s": round(w.busy_s, 3),
+            "latency_ms_p50": _pct(lat, 50), "latency_ms_p99": _pct(lat, 99), "latency_ms_max": _pct(lat, 100),
+            "belt_speed_px_s": round(abs(self.tracker.velocity), 1),
+            "cameras_active": self.tracker.active_cameras(), "degraded": self.degraded,
+            "stage_errors": self.counts["stage_errors"], "sink_errors": self.counts["sink_errors"],
+            "pending_views": len(self.batcher) + sum(len(b.jobs) for b in w.inflight),
+        }
+
+    @property
+    def degraded(self) -> bool:
+        """True while fewer cameras deliver frames than are configured."""
+        return len(self.tracker.active_cameras()) < len(self.config.cameras)
+
+    def camera_ended(self, camera: str, t: float) -> None:
+        """A camera's source is gone for good (e.g. its replay file ended early)."""
+        self.tracker.set_camera_active(camera, False)
+        self._status(StatusKind.SOURCE_LOST, camera, t, "no more frames from this camera; deciding from the others")
+
+    def running_vote(self, track_id: int) -> tuple[str, float] | None:
+        """(top class, fused probability) of the views classified so far (for annotation)."""
+        obs = self.obs.get(track_id)
+        if not obs:
+            return None
+        p = fuse(np.stack([o.probs for o in obs]), np.array([o.quality for o in obs]))
+        top, conf, _ = top_two(p)
+        return self.class_names[top], conf
+
+    # -- stages -------------------------------------------------------------------------------
+    def _detector(self, frame: Frame) -> BeltDetector:
+        det = self.detectors.get(frame.camera)
+        if det is None:
+            if frame.camera not in {c.id for c in self.config.cameras}:
+                logger.warning(f"camera {frame.camera!r} is not in the config; using the identity belt mapping")
+            det = self.detectors[frame.camera] = BeltDetector(self.config.detector, frame.camera,
+                                                              frame.width, frame.height)
+            self._set_line(frame)
+        return det
+
+    def _set_line(self, frame: Frame) -> None:
+        """The decision line, in belt coordinates, from the line camera's picture."""
+        if self.tracker.line_u is not None and frame.camera != self.line_camera:
+            return
+        dec = self.config.decision
+        pos = dec.line_position if dec.direction == "left_to_right" else 1.0 - dec.line_position
+        bmap = self.tracker.camera_map(frame.camera)
+        u, _ = bmap.to_belt(np.array([[pos * frame.width, frame.height / 2.0]]))[0]
+        self.tracker.line_u = float(u)
+        self.factory.belt_extent = bmap.view_extent(frame.width, frame.height)
+
+    def _take_views(self, frame: Frame, step: TrackStep) -> None:
+        line_u = self.tracker.line_u
+        step_u = abs(self.tracker.velocity) * self.tracker.frame_dt()
+        margin = self.config.batching.crop_margin
+        for tr, view in step.seen:
+            if (tr.state != TrackState.CONFIRMED or tr.born_past_line or tr.t_cross is not None
+                    or view.truncated or view.camera != frame.camera):
+                continue
+            if not self.selector.want(tr.id, frame.camera, tr.u, line_u, step_u):
+                continue
+            crop = square_crop(frame.image, view.bbox, margin)
+            self.batcher.add(ViewJob(tr.id, frame.camera, frame.t, crop, SIDE_QUALITY if view.at_side else 1.0))
+            self.waiting[tr.id] = self.waiting.get(tr.id, 0) + 1
+
+    def _urgent(self, step: TrackStep) -> set[int]:
+        """Tracks whose decision is due now or within the next two frames."""
+        line_u = self.tracker.line_u
+        ahead = 2.0 * abs(self.tracker.velocity) * self.tracker.frame_dt()
+        out = {tr.id for tr in step.lost}
+        if line_u is not None:
+            out |= {tr.id for tr, _ in step.seen if tr.t_cross is not None or tr.u + ahead >= line_u}
+        return out
+
+    def _submit(self, jobs: list[ViewJob]) -> None:
+        while len(self.worker.inflight) >= self.worker.max_inflight:
+            if not self._high_water:
+                self._high_water = True
+                self._status(StatusKind.QUEUE_HIGH_WATER, "classifier", jobs[0].t,
+                             f"{len(self.worker.inflight)} batches in flight; waiting for the classifier")
+            self._apply(self._timed_wait())
+        if not self.worker.inflight:
+            self._high_water = False
+        self.worker.submit(jobs)
+        self.counts["views"] += len(jobs)
+
+    def _timed_wait(self) -> Batch:
+        t0 = time.perf_counter()
+        batch = self.worker.wait_oldest()
+        self.stage_s["wait"] += time.perf_counter() - t0
+        return batch
+
+    def _collect(self, wait_all: bool = False, track_id: int | None = None) -> None:
+        """Apply finished batches; with ``wait_all`` (or until ``track_id`` has no views left)
+        block for the rest."""
+        for batch in self.worker.done():
+            self._apply(batch)
+        while self.worker.inflight and (wait_all or (track_id is not None and self.waiting.get(track_id, 0))):
+            self._apply(self._timed_wait())
+
+    def _apply(self, batch: Batch) -> None:
+        exc = batch.future.exception()
+        if exc is not None:
+            self.counts["stage_errors"] += 1
+            logger.opt(exception=exc).error(f"classifier failed on a batch of {len(batch.jobs)} views: {exc}")
+            self._status(StatusKind.STAGE_ERROR, "classifier", batch.jobs[0].t, str(exc))
+        probs = None if exc is not None else batch.future.result()
+        for i, job in enumerate(batch.jobs):
+            self.waiting[job.track_id] = self.waiting.get(job.track_id, 1) - 1
+            if probs is None or job.track_id not in self.tracker.tracks:
+                continue
+            p = np.clip(probs[i].astype(np.float32), 0.0, None)
+            if not np.isfinite(p).all() or p.sum() <= 0:
+                continue
+            self.obs.setdefault(job.track_id, []).append(
+                Observation(job.track_id, job.camera, job.t, p / p.sum(), job.quality))
+
+    # -- decisions ----------------------------------------------------------------------------
+    def _decide(self, t: float, lost: list[Track]) -> list[Decision]:
+        due = {tr.id: tr for tr in self.tracker.active_tracks() if tr.decidable and tr.t_cross is not None}
+        due.update({tr.id: tr for tr in lost if tr.decidable})
+        if not due:
+            return []
+        t0 = time.perf_counter()
+        out = []
+        for tr in sorted(due.values(), key=lambda r: (r.t_cross if r.t_cross is not None else t, r.id)):
+            if self.waiting.get(tr.id, 0):
+                if any(j.track_id == tr.id for j in self.batcher.pending):
+                    for jobs in self.batcher.drain():
+                        self._submit(jobs)
+                self._collect(track_id=tr.id)
+            out.append(self._emit(tr, t))
+        self.stage_s["decide"] += time.perf_counter() - t0
+        return out
+
+    def _emit(self, tr: Track, t: float) -> Decision:
+        obs = self.obs.pop(tr.id, [])
+        active = len(self.config.cameras)
+        decision = self.factory.make(tr, obs, t, self.tracker.velocity, cameras=active)
+        self.tracker.mark_decided(tr)
+        self.selector.forget(tr.id)
+        self.waiting.pop(tr.id, None)
+        self.counts["decisions"] += 1
+        self.latency_ms.append(1000.0 * (decision.t_decided - decision.t_cross))
+        try:
+            self.on_decision(decision)
+        except Exception as exc:  # noqa: BLE001 - a sink must not stop the line; it is reported
+            self.counts["sink_errors"] += 1
+            logger.opt(exception=exc).error(f"decision sink failed on seq {decision.seq}: {exc}")
+            self._status(StatusKind.SINK_ERROR, "on_decision", t, str(exc))
+        return decision
+
+    def _forget(self, closed: list[Track]) -> None:
+        for tr in closed:
+            self.obs.pop(tr.id, None)
+            self.selector.forget(tr.id)
+            self.batcher.drop(tr.id)
+            if not any(j.track_id == tr.id for b in self.worker.inflight for j in b.jobs):
+                self.waiting.pop(tr.id, None)
+
+    def _status(self, kind: StatusKind, source: str, t: float, detail: str) -> None:
+        if self.on_status is None:
+            return
+        try:
+            self.on_status(StatusEvent(kind, source, max(0.0, t), detail))
+        except Exception as exc:  # noqa: BLE001
+            logger.error(f"status sink failed: {exc}")
+
+
+def _pct(x: np.ndarray, q: float) -> float | None:
+    return None if x.size == 0 else round(float(np.percentile(x, q)), 2)

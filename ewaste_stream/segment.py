@@ -1,0 +1,205 @@
+"""Track-guided segmentation: split the detector's item mask into one piece per item.
+
+On a crowded belt two items can lie a few px apart (they merge into one region of the
+downscaled mask), and an item with dark parts can fall apart into fragments. The tracker
+knows where every item it follows must be now (its footprint, moved with the belt), so
+the mask is cut along those footprints instead of along connected regions:
+
+1. every item pixel inside a footprint belongs to that track;
+2. footprints grow into the item pixels around them by at most ``slack`` px (detection
+   jitter, parts that were dark a moment ago), never further;
+3. a track still entering the picture also owns the strip between the picture's upstream
+   edge and its footprint (the part of the item that has just come into view);
+4. item pixels left over form new pieces (a new item, or a neighbour that arrived merged
+   with one already tracked) when they are at least ``min_new_px`` large. A new piece that
+   still touches the picture's upstream edge is flagged ``entering``: it is only part of
+   an item (which may show as several fragments until it is all in view), so the tracker
+   waits for it to come in completely before following it.
+
+All coordinates are px of the detector's downscaled image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+_K3 = np.ones((3, 3), np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """Where a tracked item should be in this frame."""
+
+    key: int  # track id
+    x0: int  # top-left of ``mask`` in the frame (may be outside it)
+    y0: int
+    mask: np.ndarray  # uint8, 1 = the item's predicted footprint
+    entering: int = 0  # still coming in over the picture's left (+1) or right (-1) edge; 0: no
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """The item pixels of one item in this frame."""
+
+    key: int | None  # the prior's key; None for a new item
+    x0: int
+    y0: int
+    mask: np.ndarray  # uint8 crop of the frame, 1 = this item's pixels
+    area: int
+    centroid: tuple[float, float]  # px of the frame
+    entering: bool = False  # a new piece still touching the upstream edge of the picture
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return self.x0, self.y0, self.x0 + self.mask.shape[1], self.y0 + self.mask.shape[0]
+
+
+def segment(fg: np.ndarray, priors: Sequence[Prior], slack: int, min_new_px: float,
+            upstream: int = 1) -> list[Piece]:
+    """Pieces of the item mask ``fg`` (uint8 HxW): one per prior that has pixels, plus new
+    ones. ``upstream``: items come in over the left (+1) or right (-1) edge."""
+    h, w = fg.shape
+    owner = np.zeros((h, w), np.uint16)
+    for i, p in enumerate(priors, start=1):
+        _paint(owner, fg, p, i)
+    for _ in range(max(0, slack)):
+        grown = cv2.dilate(owner, _K3)
+        free = (owner == 0) & (fg > 0) & (grown > 0)
+        if not free.any():
+            break
+        owner[free] = grown[free]
+    pieces: list[Piece] = []
+    for i, p in enumerate(priors, start=1):
+        piece = _piece(owner, i, p, slack, w, h)
+        if piece is not None:
+            pieces.append(piece)
+    rest = ((owner == 0) & (fg > 0)).astype(np.uint8)
+    n, labels, stats, cents = cv2.connectedComponentsWithStats(rest, connectivity=4)
+    for j in range(1, n):
+        x, y, bw, bh, a = (int(v) for v in stats[j])
+        edge = x == 0 if upstream > 0 else x + bw == w
+        if a < min_new_px and not edge:
+            continue
+        crop = (labels[y:y + bh, x:x + bw] == j).astype(np.uint8)
+        pieces.append(Piece(None, x, y, crop, a, (float(cents[j][0]), float(cents[j][1])), entering=edge))
+    return pieces
+
+
+def split_piece(piece: Piece, neck_ratio: float, min_radius: float) -> list[Piece]:
+    """A new piece that is several touching items -> one piece per item."""
+    parts = split_touching(piece.mask, neck_ratio, min_radius)
+    if len(parts) == 1:
+        return [piece]
+    out = []
+    for part in parts:
+        ys, xs = np.nonzero(part)
+        if len(xs) == 0:
+            continue
+        bx0, by0 = int(xs.min()), int(ys.min())
+        crop = np.ascontiguousarray(part[by0:int(ys.max()) + 1, bx0:int(xs.max()) + 1])
+        out.append(Piece(None, piece.x0 + bx0, piece.y0 + by0, crop, int(len(xs)),
+                         (float(xs.mean()) + piece.x0, float(ys.mean()) + piece.y0)))
+    return out
+
+
+def _clip(p: Prior, w: int, h: int, pad: int = 0) -> tuple[int, int, int, int]:
+    x0, y0 = max(0, p.x0 - pad), max(0, p.y0 - pad)
+    x1, y1 = min(w, p.x0 + p.mask.shape[1] + pad), min(h, p.y0 + p.mask.shape[0] + pad)
+    return x0, y0, x1, y1
+
+
+def _paint(owner: np.ndarray, fg: np.ndarray, p: Prior, value: int) -> None:
+    h, w = fg.shape
+    x0, y0, x1, y1 = _clip(p, w, h)
+    if x1 > x0 and y1 > y0:
+        sub = p.mask[y0 - p.y0:y1 - p.y0, x0 - p.x0:x1 - p.x0] > 0
+        own = owner[y0:y1, x0:x1]
+        own[sub & (fg[y0:y1, x0:x1] > 0) & (own == 0)] = value
+    if p.entering:
+        _paint_entry(owner, fg, p, value)
+
+
+def _paint_entry(owner: np.ndarray, fg: np.ndarray, p: Prior, value: int) -> None:
+    """The strip between the upstream edge of the picture and the footprint, in the rows
+    where the footprint reaches its own upstream end."""
+    h, w = fg.shape
+    mw = p.mask.shape[1]
+    if p.entering > 0:
+        xa, xb, cols = 0, min(w, p.x0 + 1), p.mask[:, : min(3, mw)]
+    else:
+        xa, xb, cols = max(0, p.x0 + mw - 1), w, p.mask[:, max(0, mw - 3):]
+    if xb <= xa:
+        return
+    rows = np.flatnonzero(cols.any(axis=1))
+    if len(rows) == 0:
+        return
+    r0, r1 = max(0, p.y0 + int(rows[0])), min(h, p.y0 + int(rows[-1]) + 1)
+    if r1 <= r0:
+        return
+    own = owner[r0:r1, xa:xb]
+    own[(fg[r0:r1, xa:xb] > 0) & (own == 0)] = value
+
+
+def _piece(owner: np.ndarray, value: int, p: Prior, slack: int, w: int, h: int) -> Piece | None:
+    x0, y0, x1, y1 = _clip(p, w, h, pad=slack)
+    if p.entering > 0:
+        x0 = 0
+    elif p.entering < 0:
+        x1 = w
+    if x1 <= x0 or y1 <= y0:
+        return None
+    sub = (owner[y0:y1, x0:x1] == value).astype(np.uint8)
+    ys, xs = np.nonzero(sub)
+    if len(xs) == 0:
+        return None
+    bx0, bx1, by0, by1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    crop = np.ascontiguousarray(sub[by0:by1, bx0:bx1])
+    cx, cy = float(xs.mean()) + x0, float(ys.mean()) + y0
+    return Piece(p.key, x0 + bx0, y0 + by0, crop, int(len(xs)), (cx, cy))
+
+
+def split_touching(mask: np.ndarray, neck_ratio: float = 0.6, min_radius: float = 2.5) -> list[np.ndarray]:
+    """Split a region made of several items that touch (a few px apart, merged in the mask).
+
+    Items are compact; where two touch, the region has a *neck* much narrower than either
+    item. Raising a threshold on the distance to the background cuts the region at its
+    necks: the first level ``s`` at which two or more parts remain whose own depth (largest
+    distance, the inscribed radius) is at least ``s / neck_ratio`` (and ``min_radius``)
+    separates items; those parts grow back over the region (each pixel to the nearest
+    part), and each part is split again the same way. A single item, even a non-convex one,
+    has no such narrow neck and comes back whole. Returns uint8 masks of ``mask``'s shape.
+    """
+    m = (mask > 0).astype(np.uint8)
+    dist = cv2.distanceTransform(cv2.copyMakeBorder(m, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0), cv2.DIST_L2, 3)
+    dist = dist[1:-1, 1:-1]
+    top = float(dist.max())
+    level = 1.0
+    while level < top * neck_ratio:
+        n, lab = cv2.connectedComponents((dist > level).astype(np.uint8), connectivity=8)
+        seeds = [lab == i for i in range(1, n)]
+        deep = [sd for sd in seeds if float(dist[sd].max()) >= max(min_radius, level / neck_ratio)]
+        if len(deep) >= 2:
+            parts = _grow(m, deep)
+            return [q for p in parts for q in split_touching(p, neck_ratio, min_radius)]
+        level += 0.5
+    return [m]
+
+
+def _grow(m: np.ndarray, seeds: list[np.ndarray]) -> list[np.ndarray]:
+    """Grow labelled seeds over mask ``m`` (constrained dilation) until every pixel has one."""
+    lab = np.zeros(m.shape, np.uint16)
+    for i, sd in enumerate(seeds, start=1):
+        lab[sd] = i
+    todo = (m > 0) & (lab == 0)
+    while todo.any():
+        grown = cv2.dilate(lab, _K3)
+        take = todo & (grown > 0)
+        if not take.any():
+            break
+        lab[take] = grown[take]
+        todo &= ~take
+    return [(lab == i).astype(np.uint8) for i in range(1, len(seeds) + 1)]

@@ -1,0 +1,393 @@
+"""Tracker with belt kinematics, for one or several cameras on the same belt.
+
+Items lie still on the belt, so they all move with it: the belt's shift between two frames
+(measured by the detector's phase correlation, per camera, in image px) predicts where
+every item is now, at any belt speed, with nothing to tune. Each track keeps, per camera,
+a *footprint* (the item's pixels over the last few frames, moved with the belt); the
+detector's mask is cut along those footprints (:mod:`ewaste_stream.segment`), which keeps
+neighbours a few px apart apart and an item with dark parts in one piece.
+
+Tracks live in belt coordinates (``u`` along travel, ``v`` across; :mod:`geometry`), so a
+second camera's view of an item joins the same track: a new piece in one camera is first
+matched, by belt position, to the tracks the other cameras follow.
+
+Lifecycle: tentative -> confirmed (``min_hits`` frames) -> decided (by the pipeline, when
+the centroid crosses the decision line or the track is lost) -> closed (out of view).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from .config import DetectorSection, TrackerSection
+from .detect import FRAGMENT_FRAC, FrameAnalysis
+from .geometry import BeltMap
+from .messages import BBox
+from .segment import Piece, Prior, segment, split_piece
+
+EMPTY = np.uint8(255)  # footprint age of a pixel the item does not cover
+
+
+class TrackState(str, enum.Enum):
+    TENTATIVE = "tentative"
+    CONFIRMED = "confirmed"
+    DECIDED = "decided"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class CameraView:
+    """One camera's view of a track (footprint in that camera's downscaled px)."""
+
+    camera: str
+    x0: int
+    y0: int
+    age: np.ndarray  # uint8 per pixel: frames since the item last covered it (EMPTY = never)
+    seq: int  # frame seq of the last observation
+    t: float
+    bbox: BBox  # full-resolution px, last observation
+    centroid: tuple[float, float]
+    area: float
+    truncated: bool  # touches the picture's upstream/downstream edge: not the whole item
+    entering: int  # +1/-1 while coming in over the left/right edge
+    hits: int = 1
+    at_side: bool = False  # touches the top/bottom edge of the picture (the belt's side)
+    fx: float = 0.0  # sub-pixel shift not yet applied to the footprint
+    fy: float = 0.0
+
+
+@dataclass(slots=True)
+class Track:
+    id: int
+    t_first: float
+    t_last: float  # last observation by any camera
+    u: float  # belt position of the centroid at t_last
+    v: float
+    box: tuple[float, float, float, float]  # belt box at t_last
+    state: TrackState = TrackState.TENTATIVE
+    hits: int = 1  # time steps with an observation
+    u_prev: float | None = None
+    t_prev: float | None = None
+    t_cross: float | None = None
+    cross_bbox: BBox | None = None  # image px of the camera that saw it cross
+    cross_v: float | None = None
+    born_past_line: bool = False  # first seen beyond the line: an item decided already
+    lost: bool = False
+    views: dict[str, CameraView] = field(default_factory=dict)
+
+    def predict_u(self, t: float, velocity: float) -> float:
+        return self.u + velocity * (t - self.t_last)
+
+    def predicted_box(self, t: float, velocity: float) -> tuple[float, float, float, float]:
+        du = velocity * (t - self.t_last)
+        u0, v0, u1, v1 = self.box
+        return u0 + du, v0, u1 + du, v1
+
+    @property
+    def decidable(self) -> bool:
+        return self.state == TrackState.CONFIRMED and not self.born_past_line
+
+
+@dataclass(frozen=True, slots=True)
+class TrackStep:
+    """What changed in one camera frame."""
+
+    camera: str
+    t: float
+    seen: list[tuple[Track, CameraView]]  # tracks observed in this frame
+    crossed: list[Track]  # crossed the decision line in this step
+    lost: list[Track]  # not seen for too long while in view (not yet decided)
+    closed: list[Track]  # gone for good
+
+
+@dataclass(slots=True)
+class _Camera:
+    map: BeltMap
+    width: int = 0  # full-resolution px
+    height: int = 0
+    sw: int = 0  # downscaled px
+    sh: int = 0
+    scale: tuple[float, float] = (1.0, 1.0)
+    last_t: float | None = None
+    dt: float | None = None  # frame period estimate
+    shift: tuple[float, float] = (0.0, 0.0)  # last good image shift per frame
+    ended: bool = False  # told that its source is gone
+    extent: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # belt box it sees
+    upstream: int = 1  # +1: items enter over the left edge of the picture, -1: the right
+
+
+class Tracker:
+    """Follows items over frames of one or more cameras. Not thread-safe: one caller."""
+
+    def __init__(self, cfg: TrackerSection, maps: Mapping[str, BeltMap], line_u: float | None = None,
+                 detector: DetectorSection | None = None) -> None:
+        self.cfg = cfg
+        self.det_cfg = detector or DetectorSection()
+        self.cams: dict[str, _Camera] = {c: _Camera(m) for c, m in maps.items()}
+        self.line_u = line_u
+        self.tracks: dict[int, Track] = {}
+        self.velocity = 0.0  # belt units per second along u
+        self._next_id = 1
+        self._latest_t: float | None = None
+        self.footprint_frames = max(3, cfg.max_missed_frames)
+
+    # -- cameras ------------------------------------------------------------------------------
+    def camera_map(self, camera: str) -> BeltMap:
+        if camera not in self.cams:
+            self.cams[camera] = _Camera(BeltMap.identity())
+        return self.cams[camera].map
+
+    def set_camera_active(self, camera: str, active: bool) -> None:
+        """``False``: this camera's source is gone (its frames are no longer expected)."""
+        if camera in self.cams:
+            self.cams[camera].ended = not active
+
+    def active_cameras(self) -> list[str]:
+        """Cameras that delivered a frame within the last ``max_missed_frames`` frames."""
+        if self._latest_t is None:
+            return []
+        window = (self.cfg.max_missed_frames + 1.5) * self.frame_dt()
+        return [c for c, cam in self.cams.items()
+                if not cam.ended and cam.last_t is not None and cam.last_t >= self._latest_t - window]
+
+    @property
+    def created(self) -> int:
+        return self._next_id - 1
+
+    def _camera(self, an: FrameAnalysis) -> _Camera:
+        self.camera_map(an.camera)
+        cam = self.cams[an.camera]
+        sh, sw = an.mask.shape
+        if cam.sw != sw or cam.sh != sh:
+            cam.sw, cam.sh, cam.scale = sw, sh, an.scale
+            cam.width, cam.height = int(round(sw * an.scale[0])), int(round(sh * an.scale[1]))
+            cam.extent = cam.map.view_extent(cam.width, cam.height)
+            cx, cy = cam.width / 2, cam.height / 2
+            p = cam.map.to_image(cam.map.to_belt(np.array([[cx, cy]])) + np.array([[10.0, 0.0]]))[0]
+            cam.upstream = 1 if p[0] >= cx else -1
+        if cam.last_t is not None and an.t > cam.last_t:
+            dt = an.t - cam.last_t
+            cam.dt = dt if cam.dt is None else min(cam.dt * 1.05, dt) if dt > cam.dt else 0.9 * cam.dt + 0.1 * dt
+        return cam
+
+    # -- one frame ----------------------------------------------------------------------------
+    def step(self, an: FrameAnalysis) -> TrackStep:
+        cam = self._camera(an)
+        cam.ended = False
+        self._latest_t = an.t if self._latest_t is None else max(self._latest_t, an.t)
+        shift = self._shift(cam, an)
+        for tr in self.tracks.values():
+            view = tr.views.get(an.camera)
+            if view is not None:
+                _move(view, shift, cam.scale)
+        priors = self._priors(an.camera, cam)
+        px = cam.scale[0] * cam.scale[1]
+        min_area = self.det_cfg.min_item_area(cam.width, cam.height)  # full-res px
+        slack = int(round(self.cfg.slack * cam.height / cam.scale[1]))
+        pieces = segment(an.mask, priors, slack=slack, min_new_px=min_area / px, upstream=cam.upstream)
+        seen: list[tuple[Track, CameraView]] = []
+        crossed: list[Track] = []
+        new = []
+        for piece in pieces:
+            if piece.key is None:
+                new.append(piece)
+            elif piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
+                tr = self.tracks[piece.key]
+                seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
+        radius = self.cfg.split_min_radius * cam.height / cam.scale[1]
+        new = [q for p in new if not p.entering for q in split_piece(p, self.cfg.split_neck_ratio, radius)]
+        for piece in new:
+            if not (min_area <= piece.area * px <= self.det_cfg.max_area):
+                continue  # a fragment, or not an item
+            tr = self._associate(an, cam, piece, {t.id for t, _ in seen})
+            seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
+        cam.last_t = an.t
+        lost, closed = self._expire(an.t)
+        return TrackStep(an.camera, an.t, seen, crossed, lost, closed)
+
+    def _shift(self, cam: _Camera, an: FrameAnalysis) -> tuple[float, float]:
+        """Image shift of this camera since its previous frame; updates the belt velocity."""
+        if (an.shift is not None and an.shift_confidence >= self.cfg.min_shift_confidence
+                and abs(an.shift[0]) <= self.cfg.max_speed_px):
+            shift = (an.shift[0], 0.0 if abs(an.shift[1]) < 0.5 * an.scale[1] else an.shift[1])
+            cam.shift = shift
+        elif cam.last_t is None:
+            return 0.0, 0.0
+        else:
+            shift = cam.shift
+        if cam.last_t is not None and an.t > cam.last_t:
+            du, _ = cam.map.image_shift_to_belt(shift[0], shift[1], (cam.width / 2, cam.height / 2))
+            v = du / (an.t - cam.last_t)
+            self.velocity = v if abs(self.velocity) < 1e-9 else 0.5 * self.velocity + 0.5 * v
+        return shift
+
+    def _priors(self, camera: str, cam: _Camera) -> list[Prior]:
+        out = []
+        for tr in self.tracks.values():
+            view = tr.views.get(camera)
+            if view is None or tr.state == TrackState.CLOSED:
+                continue
+            fp = (view.age != EMPTY).astype(np.uint8)
+            out.append(Prior(tr.id, view.x0, view.y0, fp, view.entering))
+        return out
+
+    def _associate(self, an: FrameAnalysis, cam: _Camera, piece: Piece, taken: set[int]) -> Track:
+        """A new piece: another camera's track at that belt position, or a new track."""
+        bbox = an.to_full(piece.box)
+        box = cam.map.box_to_belt(bbox)
+        best, best_iou = None, self.cfg.min_iou
+        for tr in self.tracks.values():
+            if tr.id in taken or an.camera in tr.views or tr.state == TrackState.CLOSED:
+                continue
+            iou = _iou(box, tr.predicted_box(an.t, self.velocity))
+            if iou > best_iou:
+                best, best_iou = tr, iou
+        if best is not None:
+            return best
+        u, v = _centroid_belt(cam, an, piece)
+        tr = Track(self._next_id, t_first=an.t, t_last=an.t, u=u, v=v, box=box)
+        if self.line_u is not None and u >= self.line_u:
+            tr.born_past_line = True
+        self._next_id += 1
+        self.tracks[tr.id] = tr
+        return tr
+
+    def _observe(self, tr: Track, cam: _Camera, an: FrameAnalysis, piece: Piece, crossed: list[Track]) -> CameraView:
+        sx, sy = an.scale
+        bbox = an.to_full(piece.box)
+        cxy = ((piece.centroid[0] + 0.5) * sx, (piece.centroid[1] + 0.5) * sy)
+        x0, y0, x1, y1 = bbox
+        truncated = x0 <= 0.5 or x1 >= cam.width - 0.5  # cut off by the picture's up/downstream edge
+        at_side = y0 <= 0.5 or y1 >= cam.height - 0.5  # at the belt's edge: maybe cut off
+        view = tr.views.get(an.camera)
+        upstream_edge = x0 <= 0.5 if cam.upstream > 0 else x1 >= cam.width - 0.5
+        entering = cam.upstream if upstream_edge and (view is None or view.entering) else 0
+        if view is None:
+            age = np.where(piece.mask > 0, 0, EMPTY).astype(np.uint8)
+            view = CameraView(an.camera, piece.x0, piece.y0, age, an.frame_seq, an.t, bbox, cxy,
+                              piece.area * sx * sy, truncated, entering, hits=0, at_side=at_side)
+            tr.views[an.camera] = view
+        else:
+            _merge_footprint(view, piece, self.footprint_frames)
+            view.seq, view.t, view.bbox, view.centroid = an.frame_seq, an.t, bbox, cxy
+            view.area, view.truncated, view.entering = piece.area * sx * sy, truncated, entering
+            view.at_side = at_side
+        view.hits += 1
+        u, v = _centroid_belt(cam, an, piece)
+        if an.t > tr.t_last:
+            tr.hits += 1
+            tr.u_prev, tr.t_prev = tr.u, tr.t_last
+        tr.u, tr.v, tr.t_last, tr.box = u, v, an.t, cam.map.box_to_belt(bbox)
+        tr.lost = False
+        if tr.state == TrackState.TENTATIVE and tr.hits >= self.cfg.min_hits:
+            tr.state = TrackState.CONFIRMED
+        self._check_cross(tr, bbox, crossed)
+        return view
+
+    def _check_cross(self, tr: Track, bbox: BBox, crossed: list[Track]) -> None:
+        if self.line_u is None or tr.t_cross is not None or tr.born_past_line or tr.u < self.line_u:
+            return
+        if tr.u_prev is None or tr.t_prev is None or tr.u_prev >= self.line_u or tr.u <= tr.u_prev:
+            t_cross = tr.t_last
+        else:
+            frac = (self.line_u - tr.u_prev) / (tr.u - tr.u_prev)
+            t_cross = tr.t_prev + frac * (tr.t_last - tr.t_prev)
+        tr.t_cross, tr.cross_bbox, tr.cross_v = t_cross, bbox, tr.v
+        crossed.append(tr)
+
+    # -- loss and clean-up --------------------------------------------------------------------
+    def frame_dt(self) -> float:
+        dts = [c.dt for c in self.cams.values() if c.dt]
+        return min(dts) if dts else 1.0 / 30.0
+
+    def _expire(self, t: float) -> tuple[list[Track], list[Track]]:
+        dt = self.frame_dt()
+        max_gap = (self.cfg.max_missed_frames + 0.5) * dt
+        lost, closed = [], []
+        for tr in list(self.tracks.values()):
+            self._drop_stale_views(tr, t, max_gap)
+            gap = t - tr.t_last
+            if gap <= max_gap:
+                continue
+            if tr.state == TrackState.TENTATIVE:  # never confirmed: noise, forget it
+                tr.state = TrackState.CLOSED
+                del self.tracks[tr.id]
+                continue
+            if not tr.lost:
+                tr.lost = True
+                if tr.decidable:
+                    lost.append(tr)
+            # keep a decided track (and its footprint) while it may still be in view, so
+            # that the item re-appearing is not a new item
+            if gap > 4 * max_gap or not self._in_view(tr.predicted_box(t, self.velocity)):
+                tr.state = TrackState.CLOSED
+                closed.append(self.tracks.pop(tr.id))
+        return lost, closed
+
+    def _drop_stale_views(self, tr: Track, t: float, max_gap: float) -> None:
+        for cam_id in [c for c, v in tr.views.items() if t - v.t > max_gap and len(tr.views) > 1]:
+            del tr.views[cam_id]
+
+    def _in_view(self, box: tuple[float, float, float, float]) -> bool:
+        active = set(self.active_cameras())
+        for cam_id, cam in self.cams.items():
+            if cam_id not in active or cam.width == 0:
+                continue
+            u0, v0, u1, v1 = cam.extent
+            if box[2] > u0 and box[0] < u1 and box[3] > v0 and box[1] < v1:
+                return True
+        return False
+
+    def mark_decided(self, tr: Track) -> None:
+        if tr.state != TrackState.CLOSED:
+            tr.state = TrackState.DECIDED
+
+    def active_tracks(self) -> list[Track]:
+        return list(self.tracks.values())
+
+
+def _centroid_belt(cam: _Camera, an: FrameAnalysis, piece: Piece) -> tuple[float, float]:
+    sx, sy = an.scale
+    p = cam.map.to_belt(np.array([[(piece.centroid[0] + 0.5) * sx, (piece.centroid[1] + 0.5) * sy]]))[0]
+    return float(p[0]), float(p[1])
+
+
+def _move(view: CameraView, shift: tuple[float, float], scale: tuple[float, float]) -> None:
+    """Move a footprint with the belt (whole downscaled px; the fraction carries over)."""
+    fx, fy = view.fx + shift[0] / scale[0], view.fy + shift[1] / scale[1]
+    ix, iy = int(round(fx)), int(round(fy))
+    view.x0 += ix
+    view.y0 += iy
+    view.fx, view.fy = fx - ix, fy - iy
+
+
+def _merge_footprint(view: CameraView, piece: Piece, keep: int) -> None:
+    """Age the old footprint by a frame, stamp the new piece, forget pixels older than ``keep``."""
+    ph, pw = piece.mask.shape
+    oh, ow = view.age.shape
+    x0, y0 = min(view.x0, piece.x0), min(view.y0, piece.y0)
+    x1, y1 = max(view.x0 + ow, piece.x0 + pw), max(view.y0 + oh, piece.y0 + ph)
+    age = np.full((y1 - y0, x1 - x0), EMPTY, np.uint8)
+    old = view.age.astype(np.int16) + 1
+    old[view.age == EMPTY] = EMPTY
+    old[old > keep] = EMPTY
+    age[view.y0 - y0:view.y0 - y0 + oh, view.x0 - x0:view.x0 - x0 + ow] = old.astype(np.uint8)
+    sub = age[piece.y0 - y0:piece.y0 - y0 + ph, piece.x0 - x0:piece.x0 - x0 + pw]
+    sub[piece.mask > 0] = 0
+    ys, xs = np.nonzero(age != EMPTY)
+    bx0, bx1, by0, by1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    view.age = np.ascontiguousarray(age[by0:by1, bx0:bx1])
+    view.x0, view.y0 = x0 + bx0, y0 + by0
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)

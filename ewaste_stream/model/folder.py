@@ -219,6 +219,7 @@ def _atomic(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # some writers create 0600 files; a daemon user must read the model
         os.replace(tmp, path)
     finally:
         if tmp.exists():

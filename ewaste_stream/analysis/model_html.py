@@ -23,7 +23,16 @@ def _summary(n: dict) -> list[str]:
             ("accuracy", f"{m['accuracy']:.2%}"), ("macro F1", f"{m['macro']['f1']:.4f}"),
             ("ECE (15 bins)", f"{m['ece']:.4f}"), ("mean confidence", f"{m['mean_confidence']:.4f}"),
             ("AURC (confidence)", f"{u['risk_coverage']['confidence']['aurc']:.4f}")]
-    return [table(("", "value"), rows), _recommendation_block(u)]
+    blocks = [table(("", "value"), rows), _recommendation_block(u)]
+    lf = n.get("leak_free")
+    if lf and "metrics" in lf:
+        recs = "; ".join(f"{r['config_key']} {r['threshold'] if r['threshold'] is not None else 'not reachable'} "
+                         f"(rejects {r['reject_rate']:.1%})" for r in lf["uncertainty"]["recommended"].values())
+        blocks.insert(1, para(f"Without the {n['leaks']['n']} images that have an exact or near (dHash <= 3) copy "
+                              f"in {n['leaks']['train_dir']}: {lf['n']} images, accuracy "
+                              f"{lf['metrics']['accuracy']:.2%}, macro F1 {lf['macro_f1']:.4f}, ECE "
+                              f"{lf['metrics']['ece']:.4f}; recommended {recs}."))
+    return blocks
 
 
 def _recommendation_block(u: dict) -> str:
@@ -63,24 +72,26 @@ def _uncertainty(n: dict, charts: dict[str, str]) -> list[str]:
 def _metrics(n: dict, chart: str) -> list[str]:
     per = n["metrics"]["per_class"]
     rows = [(c, v["precision"], v["recall"], v["f1"], v["support"], v["mean_confidence"]) for c, v in per.items()]
-    return [figures([(chart, "Confusion matrix (colour: row-normalised; numbers: images)")], width=560),
+    return [figures([(chart, "Confusion matrix: counts and row-normalised (all images)")], width=1000),
             table(("class", "precision", "recall", "F1", "support", "mean confidence"), rows)]
 
 
-def _card(i: int, p: "Predictions", names: tuple[str, ...], tiles: Tiles) -> Card:
+def _card(i: int, p: "Predictions", names: tuple[str, ...], tiles: Tiles, leaked: set[str]) -> Card:
     from .model_report import top_k
 
     thumb, cam = tiles.get(i, (None, None))
     top3 = " · ".join(f"{c} {v:.2f}" for c, v in top_k(p.probs[i], names))
     ok = not bool(p.wrong[i])
     head = (f"{names[p.labels[i]]} ✓" if ok else f"true {names[p.labels[i]]} → {names[p.preds[i]]}")
-    return Card(image=thumb or "", heatmap=cam, lines=(head, f"top-3: {top3}", Path(p.paths[i]).name), ok=ok)
+    name = Path(p.paths[i]).name + (" (copy in train)" if p.paths[i] in leaked else "")
+    return Card(image=thumb or "", heatmap=cam, lines=(head, f"top-3: {top3}", name), ok=ok)
 
 
 def build_model_report(n: dict, p: "Predictions", names: tuple[str, ...], charts: dict[str, str],
                        embeds: dict[str, str], gradcam: tuple[list[int], list[int], Tiles]) -> Report:
     sample, errors, tiles = gradcam
     layer = n["gradcam"]["target_layer"]
+    leaked = {lk["eval"] for lk in n["leaks"]["items"]}
     rep = Report(f"Model analysis: {n['model']['name']}",
                  f"{n['data']['path']} · {n['data']['images']} images · sha256 {n['model']['sha256'][:12]}")
     rep.add("Summary", *_summary(n))
@@ -89,10 +100,10 @@ def build_model_report(n: dict, p: "Predictions", names: tuple[str, ...], charts
     n_wrong = int(p.wrong.sum())
     rep.add(f"Worst errors ({len(errors)} of {n_wrong}, most confident first)",
             para(f"Each: the image, its Grad-CAM for the predicted class (target layer {layer}), the top-3."),
-            gallery([_card(i, p, names, tiles) for i in errors]) if errors else para("No misclassified images."))
+            gallery([_card(i, p, names, tiles, leaked) for i in errors]) if errors else para("No misclassified images."))
     rep.add(f"Grad-CAM: {len({p.labels[i] for i in sample})} classes × up to {_per_class(sample, p)} images",
             para(f"Where the model looks for the class it predicts (target layer {layer}; red = strong)."),
-            gallery([_card(i, p, names, tiles) for i in sample]))
+            gallery([_card(i, p, names, tiles, leaked) for i in sample]))
     if embeds:
         rep.add("Embedding maps of the penultimate features",
                 figures([(src, f"{m}: PCA(50) → {m}; colour = true class, X = misclassified")

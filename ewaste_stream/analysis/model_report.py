@@ -30,6 +30,7 @@ class AnalyseOptions:
     embed: bool = True
     belt_crops: bool = False  # render each photo as a belt crop (sim) before classifying
     vote_thresholds: tuple[float, float] | None = None  # configured (min_confidence, min_margin) to evaluate
+    train_dir: Path | None = None  # leak check: eval images with a (near) copy here are also reported apart
 
     def __post_init__(self) -> None:
         if self.per_class < 0 or self.max_errors < 0 or self.batch_size < 1:
@@ -186,6 +187,21 @@ def _predict(model, info, images: ImageFn, paths: tuple[str, ...], labels: np.nd
     return Predictions(paths, labels, logits, softmax(logits, info.temperature).astype(np.float32), feats)
 
 
+def _leak_free(p: Predictions, class_names: tuple[str, ...], leaked: set[str], opts: AnalyseOptions) -> dict | None:
+    """Metrics and thresholds without the images leaked from the training folder (None: no check)."""
+    from ..training.metrics import classification_report, summary
+
+    if opts.train_dir is None:
+        return None
+    keep = np.array([path not in leaked for path in p.paths])
+    if keep.sum() < 2:
+        return {"n": int(keep.sum())}
+    rep = classification_report(p.labels[keep], p.probs[keep], class_names)
+    unc = uncertainty.summarise(p.probs[keep], p.labels[keep], opts.target_accuracy,
+                                config_thresholds=opts.vote_thresholds)
+    return {"n": int(keep.sum()), "metrics": summary(rep), "macro_f1": rep["macro"]["f1"], "uncertainty": unc}
+
+
 def analyse_model(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                   opts: AnalyseOptions = AnalyseOptions(), extra_links: list[tuple[str, str]] | None = None) -> dict:
     """Write ``out_dir/index.html``, ``out_dir/report.json`` and ``out_dir/img/``; return the numbers.
@@ -194,8 +210,9 @@ def analyse_model(model_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     any heavy work), with messages that say what to fix."""
     from ..model import load_torch_model
     from ..training.data import scan_split
+    from ..training.evaluation import leak_check
     from ..training.metrics import classification_report
-    from . import plots
+    from ..training.plots import confusion_png
     from .gradcam import resolve_target_layer
     from .model_html import build_model_report
     from .report import write_report
@@ -207,10 +224,11 @@ def analyse_model(model_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     paths = tuple(str(s.path) for s in split.samples)
     images = image_source(paths, opts.belt_crops, opts.seed, info.input_size)
     p = _predict(model, info, images, paths, np.array([s.label for s in split.samples]), opts.batch_size)
+    leaked, leaks = leak_check(split, opts.train_dir)
     metrics = classification_report(p.labels, p.probs, info.class_names, paths)
     unc = uncertainty.summarise(p.probs, p.labels, opts.target_accuracy, config_thresholds=opts.vote_thresholds)
     charts = uncertainty_charts(p, unc, opts.target_accuracy, img_dir)
-    cm = plots.confusion_plot(np.asarray(metrics["confusion"]), info.class_names, img_dir / "confusion.png")
+    cm = confusion_png(metrics["confusion"], info.class_names, img_dir / "confusion.png", info.name)
     charts["confusion"] = f"{img_dir.name}/{cm.name}"
     embeds = embedding_charts(p, info.class_names, opts.seed, img_dir) if opts.embed else {}
     sample, errors = gradcam_indices(p, opts.per_class, opts.max_errors, opts.seed)
@@ -222,6 +240,9 @@ def analyse_model(model_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
                  "seed": opts.seed},
         "metrics": metrics,
         "uncertainty": unc,
+        "leak_free": _leak_free(p, info.class_names, leaked, opts),
+        "leaks": {"train_dir": None if opts.train_dir is None else str(opts.train_dir), "n": len(leaks),
+                  "items": [lk.to_dict() for lk in leaks]},
         "gradcam": {"target_layer": layer, "sample": [paths[i] for i in sample], "errors": [paths[i] for i in errors]},
         "embedding": sorted(embeds),
         "worst_errors": [{"path": paths[i], "label": info.class_names[p.labels[i]],

@@ -100,21 +100,3 @@ def time_series(t: np.ndarray, y: np.ndarray, title: str, ylabel: str, path: Pat
     ax.set(title=title, xlabel="stream time (s)", ylabel=ylabel)
     ax.grid(alpha=0.3)
     return _save(fig, path)
-
-
-def confusion_plot(cm: np.ndarray, class_names: Sequence[str], path: Path, title: str = "Confusion matrix") -> Path:
-    """Row-normalised colours, raw counts as text (fallback when evaluate gives no PNG)."""
-    fig = _figure(7, 6)
-    ax = fig.add_subplot()
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    n = len(class_names)
-    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), class_names, fontsize=8)
-    for i in range(n):
-        for j in range(n):
-            if cm[i, j]:
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
-    ax.set(title=title, xlabel="predicted", ylabel="true")
-    return _save(fig, path)

@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Grad-CAM on at most N misclassified images, most confident first (default 60)")
     p.add_argument("--target-accuracy", type=float, default=0.98, metavar="A",
                    help="accepted accuracy the recommended reject thresholds must reach (default 0.98)")
+    p.add_argument("--train-dir", type=Path, metavar="DIR",
+                   help="training folder: images of --data with an exact or dHash<=3 copy there are also "
+                        "reported apart (leak-free metrics and thresholds), as in evaluate")
     p.add_argument("--config", type=Path, metavar="YAML",
                    help="daemon config whose vote thresholds are evaluated too (default: config/default.yaml)")
     p.add_argument("--belt-crops", action="store_true",
@@ -54,7 +57,7 @@ def _model_report(args: argparse.Namespace, video_link: bool) -> None:
     opts = AnalyseOptions(per_class=args.per_class, max_errors=args.max_errors, target_layer=args.target_layer,
                           target_accuracy=args.target_accuracy, batch_size=args.batch_size, seed=args.seed,
                           embed=not args.no_embed, belt_crops=args.belt_crops,
-                          vote_thresholds=_vote_thresholds(args.config))
+                          vote_thresholds=_vote_thresholds(args.config), train_dir=args.train_dir)
     numbers = analyse_model(args.model, args.data, args.out, opts, extra_links=(
         [("Decision log report", "decisions.html")] if video_link else []))
     m = numbers["metrics"]
@@ -66,6 +69,12 @@ def _model_report(args: argparse.Namespace, video_link: bool) -> None:
     acc = "n/a" if c["accuracy"] is None else f"{c['accuracy']:.2%}"
     print(f"configured vote.min_confidence {c['min_confidence']:g} + vote.min_margin {c['min_margin']:g}: "
           f"accepted accuracy {acc}, reject rate {c['reject_rate']:.1%}")
+    lf = numbers["leak_free"]
+    if lf and "metrics" in lf:
+        print(f"leak-free ({lf['n']} images, {numbers['leaks']['n']} with a copy in {args.train_dir} left out): "
+              f"accuracy {lf['metrics']['accuracy']:.4f}  macro-F1 {lf['macro_f1']:.4f}  ECE {lf['metrics']['ece']:.4f}")
+        for rec in lf["uncertainty"]["recommended"].values():
+            print("  recommended (leak-free)", Recommendation(**rec).describe())
     print(f"report: {args.out / 'index.html'}")
 
 

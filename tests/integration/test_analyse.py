@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -71,8 +72,11 @@ def _one_thread():
 @pytest.mark.slow
 def test_analyse_model_and_decision_log(model_dir, data_dir, decision_log, tmp_path, capsys):
     out = tmp_path / "report"
+    train = tmp_path / "train" / "Mouse"
+    train.mkdir(parents=True)
+    shutil.copy(data_dir / "Mouse" / "mouse_1.jpg", train / "copy.jpg")  # one leaked image
     rc = main(["analyse", "--model", str(model_dir), "--data", str(data_dir), "--out", str(out),
-               "--video", str(decision_log), "--per-class", "2", "--threads", "1"])
+               "--video", str(decision_log), "--per-class", "2", "--threads", "1", "--train-dir", str(train.parent)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "vote.min_confidence" in printed and "vote.min_margin" in printed
@@ -82,6 +86,9 @@ def test_analyse_model_and_decision_log(model_dir, data_dir, decision_log, tmp_p
     assert numbers["metrics"]["n"] == 12 and numbers["model"]["temperature"] == 1.5
     assert set(numbers["uncertainty"]["recommended"]) == {"confidence", "margin"}
     assert numbers["uncertainty"]["at_config"]["n_total"] == 12
+    assert numbers["leaks"]["n"] == 1 and numbers["leaks"]["items"][0]["byte_identical"]
+    assert numbers["leak_free"]["n"] == 11 and numbers["leak_free"]["uncertainty"]["n"] == 11
+    assert "leak-free (11 images" in printed
     assert numbers["gradcam"]["target_layer"] == "stages.2"  # at 32 px stages.3 is 1x1: auto skips it
     wrong = len(numbers["metrics"]["misclassified"])
     assert len(numbers["gradcam"]["errors"]) == wrong == len(numbers["worst_errors"])

@@ -55,6 +55,7 @@ class Daemon:
         self._state = "starting"
         self._last_error_t: float | None = None
         self._drops_since_report: dict[str, int] = {}
+        self._ended: set[str] = set()
         self._next_housekeeping = 0.0
         self._next_drop_report = 10.0
         self.stage_errors = 0
@@ -149,6 +150,11 @@ class Daemon:
         self._next_housekeeping = now + 0.25
         for s in self.sources:
             s.check()
+            if s.state == "ended" and s.camera not in self._ended:
+                self._ended.add(s.camera)
+                camera_ended = getattr(self.pipeline, "camera_ended", None)
+                if camera_ended is not None and len(self._ended) < len(self.sources):
+                    camera_ended(s.camera, now)  # decide from the other cameras from now on
         if self.log is not None:
             self.log.tick()
         if now >= self._next_drop_report:
@@ -170,6 +176,9 @@ class Daemon:
             logger.info(f"flushed {len(flushed)} item(s) in flight after {len(left)} queued frame(s)")
         except Exception as exc:  # noqa: BLE001
             logger.opt(exception=exc).error(f"pipeline flush failed: {exc}")
+        close = getattr(self.pipeline, "close", None)
+        if close is not None:
+            close()  # the pipeline's classifier thread
         self._close_all(drain=True)
         pub = self.publisher.stats if self.publisher else None
         logger.info(f"stopped: last seq {self.last_seq}, boot {self.boot_id}, "

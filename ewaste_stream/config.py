@@ -401,7 +401,7 @@ def _check_path_values(config: Config) -> list[tuple[str, str]]:
 
     for i, cam in enumerate(config.cameras):
         spec = parse_source(cam.source)
-        if spec.kind == "file" and not Path(spec.target).is_file():
+        if spec.kind == "file" and cam.on_open_failure == "exit" and not Path(spec.target).is_file():
             out.append((f"cameras[{i}].source", f"video file {spec.target!r} does not exist"))
     pub = config.publish
     if pub.curve_server_secret is not None and not pub.curve_server_secret.is_file():

@@ -252,7 +252,8 @@ def test_cli_run_real_pipeline_sigterm_drains(tmp_path):
     threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()
     seqs: list[int] = []
     try:
-        assert _until(lambda: any("publishing decisions on" in x for x in lines), 60), "".join(lines)
+        assert _until(lambda: proc.poll() is not None or any("publishing decisions on" in x for x in lines), 60)
+        assert proc.poll() is None, "".join(lines)
         endpoint = re.search(r"publishing decisions on (\S+)", "".join(lines)).group(1)
         sub = DecisionSubscriber(endpoint, "line1")
         assert sub.wait_for_heartbeat(20.0) is not None

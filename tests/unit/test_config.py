@@ -141,3 +141,24 @@ def test_check_config_cli_exit_codes(tmp_path, capsys):
     bad.write_text("cameras:\n  - id: a\n    queue_size: -3\n")
     assert main(["check-config", str(bad)]) == 2
     assert "line 3: cameras[0].queue_size" in capsys.readouterr().err
+
+
+def test_default_yaml_values_are_the_schema_defaults():
+    """config/default.yaml documents the defaults; it must not silently override them."""
+    import yaml
+
+    schema = Config().model_dump(mode="json")
+    schema.pop("model")  # model.dir is left to the schema (the shipped model's absolute path)
+    text = yaml.safe_load((REPO_ROOT / "config" / "default.yaml").read_text())
+    text.pop("model", None)
+    diffs = []
+
+    def walk(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in a:
+                walk(a[k], b.get(k, "<missing>"), f"{path}{k}.")
+        elif a != b and not (isinstance(a, list) and isinstance(b, list) and list(map(str, a)) == list(map(str, b))):
+            diffs.append(f"{path[:-1]}: schema {a!r}, yaml {b!r}")
+
+    walk(schema, text, "")
+    assert not diffs, "config/default.yaml differs from the schema defaults:\n" + "\n".join(diffs)

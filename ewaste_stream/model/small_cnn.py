@@ -83,9 +83,11 @@ def tiny_model_folder(out_dir, class_names: tuple[str, ...] | None = None, input
     from .folder import ModelInfo, save_model_folder
 
     names = tuple(class_names or CLASS_NAMES)
-    torch.manual_seed(seed)
-    model = create_model("ewaste_small_cnn", len(names), widths=(8, 16, 24, 32))
-    info = ModelInfo.for_model(model, "tiny-test-cnn", names, input_size=input_size, arch_kwargs={"widths": [8, 16, 24, 32]},
+    widths = [8, 16, 24, 32]
+    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's RNG
+        torch.manual_seed(seed)
+        model = create_model("ewaste_small_cnn", len(names), widths=tuple(widths))
+    info = ModelInfo.for_model(model, "tiny-test-cnn", names, input_size=input_size, arch_kwargs={"widths": widths},
                                weights_dtype=weights_dtype, temperature=temperature,
                                data={"note": "random weights, for tests only"})
     return save_model_folder(out_dir, model, info, export_onnx=export_onnx)

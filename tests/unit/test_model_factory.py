@@ -33,8 +33,10 @@ def test_maxvit_random_weights_forward():
 @pytest.mark.parametrize("call, error, match", [
     (lambda: create_model("resnet_does_not_exist", 10), ModelLoadError, "unknown architecture"),
     (lambda: create_model("ewaste_small_cnn", 0), ValueError, "num_classes"),
-    (lambda: create_model("convnext_tiny", 10, pretrained="lite0-offline"), ModelLoadError, "tf_efficientnet_lite0 only"),
-    (lambda: create_model("ewaste_small_cnn", 10, pretrained="/nonexistent/w.pth"), ModelLoadError, "w.pth: weights file not found"),
+    (lambda: create_model("convnext_tiny", 10, pretrained="lite0-offline"), ModelLoadError,
+     "tf_efficientnet_lite0 only"),
+    (lambda: create_model("ewaste_small_cnn", 10, pretrained="/nonexistent/w.pth"), ModelLoadError,
+     "w.pth: weights file not found"),
 ])
 def test_factory_errors(call, error, match):
     with pytest.raises(error, match=match):

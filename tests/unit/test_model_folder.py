@@ -63,7 +63,8 @@ def test_round_trip(tmp_path, dtype):
                                arch_kwargs={"widths": [8, 8, 16, 16]}, metrics={"val_accuracy": 0.5})
     out = save_model_folder(tmp_path / "m", model, info, export_onnx=False)
     loaded, info2 = load_torch_model(out)
-    assert info2.model_dump(exclude={"weights", "sha256", "created"}) == info.model_dump(exclude={"weights", "sha256", "created"})
+    same = {"weights", "sha256", "created"}
+    assert info2.model_dump(exclude=same) == info.model_dump(exclude=same)
     assert set(info2.weights) == {"safetensors"} and len(info2.sha256["safetensors"]) == 64 and info2.created
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     from safetensors import safe_open

@@ -18,7 +18,7 @@ from .messages import Decision
 from .protocol import Heartbeat, ProtocolError, decode_decision, decode_heartbeat
 
 NoticeKind = Literal["joined", "gap", "boot_change", "duplicate", "heartbeat_lost", "heartbeat_restored",
-                     "bad_message"]
+                     "daemon_stopped", "no_contact", "bad_message"]
 DEFAULT_HEARTBEAT_S = 1.0
 MISSED_PERIODS = 3  # heartbeat loss after this many periods of silence
 
@@ -51,6 +51,7 @@ class _LineState:
     last_hb_t: float | None = None  # publisher stream time of the last heartbeat
     period: float = DEFAULT_HEARTBEAT_S
     lost: bool = False
+    stopping: bool = False  # the last heartbeat said "stopping": silence after it is a planned stop
 
 
 @dataclass
@@ -115,6 +116,7 @@ class SeqTracker:
         if st.last_hb_t is not None and 0 < hb.t - st.last_hb_t < 3600:
             st.period = hb.t - st.last_hb_t
         st.last_hb_at, st.last_hb_t = now, hb.t
+        st.stopping = hb.status == "stopping"
         if st.lost:
             st.lost = False
             notices.append(Notice("heartbeat_restored", hb.line, "heartbeats are back", boot_id=hb.boot_id))
@@ -132,6 +134,10 @@ class SeqTracker:
             timeout = self.heartbeat_timeout_s or MISSED_PERIODS * st.period
             if st.last_hb_at is not None and not st.lost and now - st.last_hb_at > timeout:
                 st.lost = True
+                if st.stopping:
+                    notices.append(Notice("daemon_stopped", line, f"the daemon stopped cleanly (last seq {st.last_seq})",
+                                          boot_id=st.boot_id))
+                    continue
                 self.stats.heartbeat_losses += 1
                 notices.append(Notice("heartbeat_lost", line, f"no heartbeat for {now - st.last_hb_at:.1f} s "
                                       "(daemon stopped or unreachable?)", boot_id=st.boot_id))
@@ -139,7 +145,7 @@ class SeqTracker:
         if not self.lines and not self._never_heard_reported and now - self.started_at > timeout:
             self._never_heard_reported = True
             self.stats.silent_start = True
-            notices.append(Notice("heartbeat_lost", "*", f"nothing heard for {now - self.started_at:.1f} s since "
+            notices.append(Notice("no_contact", "*", f"nothing heard for {now - self.started_at:.1f} s since "
                                   "connecting: wrong endpoint or line, daemon down, or CURVE key not allowed"))
         return notices
 

@@ -96,21 +96,51 @@ def test_absent_subscriber_does_not_block_anything():
     assert pub.stats.last_seq == 3000 and pub.stats.send_errors == 0
 
 
-def test_heartbeat_loss_is_reported_when_the_daemon_goes_away():
+def _notices_until(sub: DecisionSubscriber, kind: str, limit_s: float = 10.0) -> list:
+    notices: list = []
+    end = time.monotonic() + limit_s
+    while not any(n.kind == kind for n in notices) and time.monotonic() < end:
+        r = sub.recv(0.05)
+        notices += list(r.notices) if r else []
+        notices += sub.check()
+    return notices
+
+
+def test_clean_stop_is_reported_as_stopped_not_lost():
     pub = _publisher()
     sub = DecisionSubscriber(pub.bound_endpoint, "line1")
     try:
         assert sub.wait_for_heartbeat(10.0) is not None
-        pub.close()
-        notices = []
-        end = time.monotonic() + 10
-        while not any(n.kind == "heartbeat_lost" for n in notices) and time.monotonic() < end:
-            r = sub.recv(0.05)
-            notices += list(r.notices) if r else []
-            notices += sub.check()
+        pub.close()  # sends a final "stopping" heartbeat
+        kinds = [n.kind for n in _notices_until(sub, "daemon_stopped")]
     finally:
         sub.close()
-    assert any(n.kind == "heartbeat_lost" for n in notices)
+    assert "daemon_stopped" in kinds and "heartbeat_lost" not in kinds
+
+
+def test_heartbeat_loss_is_reported_when_the_daemon_dies():
+    import zmq
+
+    from ewaste_stream.protocol import Heartbeat, encode_heartbeat, heartbeat_topic
+
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.PUB)  # a "daemon" that dies without a stopping heartbeat
+    port = raw.bind_to_random_port("tcp://127.0.0.1")
+    sub = DecisionSubscriber(f"tcp://127.0.0.1:{port}", "line1")
+    try:
+        got = None
+        for i in range(200):  # heartbeat until the subscription is live (bounded)
+            raw.send_multipart([heartbeat_topic("line1"), encode_heartbeat(Heartbeat("line1", "A", 0, i * HB, "ok"))])
+            got = sub.recv(HB)
+            if got is not None:
+                break
+        assert got is not None and got.heartbeat is not None
+        raw.close(linger=0)  # silence
+        kinds = [n.kind for n in _notices_until(sub, "heartbeat_lost")]
+    finally:
+        sub.close()
+        ctx.term()
+    assert "heartbeat_lost" in kinds and sub.tracker.stats.heartbeat_losses == 1
 
 
 @pytest.fixture

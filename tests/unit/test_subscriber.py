@@ -9,8 +9,8 @@ from ewaste_stream.subscriber import SeqTracker
 from ewaste_stream.testing import make_decision
 
 
-def _hb(last_seq: int, t: float, boot: str = "A", line: str = "line1") -> Heartbeat:
-    return Heartbeat(line, boot, last_seq, t, "ok")
+def _hb(last_seq: int, t: float, boot: str = "A", line: str = "line1", status: str = "ok") -> Heartbeat:
+    return Heartbeat(line, boot, last_seq, t, status)
 
 
 def _feed(tracker: SeqTracker, events: list) -> list[tuple[str, int]]:
@@ -21,6 +21,8 @@ def _feed(tracker: SeqTracker, events: list) -> list[tuple[str, int]]:
             notices = tracker.on_decision(make_decision(ev[1], boot_id=ev[2] if len(ev) > 2 else "A"))
         elif ev[0] == "h":
             notices = tracker.on_heartbeat(_hb(ev[1], ev[2], ev[3] if len(ev) > 3 else "A"), now=ev[2])
+        elif ev[0] == "stop":  # the daemon's last heartbeat on a clean shutdown
+            notices = tracker.on_heartbeat(_hb(ev[1], ev[2], status="stopping"), now=ev[2])
         else:
             notices = tracker.check(ev[1])
         out += [(n.kind, n.missing) for n in notices]
@@ -41,7 +43,8 @@ CASES = [
     ("heartbeat lost after 3 periods, then back",
      [("h", 0, 0.0), ("h", 0, 1.0), ("c", 3.9), ("c", 4.1), ("c", 9.0), ("h", 0, 9.5)],
      [("heartbeat_lost", 0), ("heartbeat_restored", 0)], 0),
-    ("never heard anything", [("c", 2.0), ("c", 3.5), ("c", 9.0)], [("heartbeat_lost", 0)], 0),
+    ("never heard anything", [("c", 2.0), ("c", 3.5), ("c", 9.0)], [("no_contact", 0)], 0),
+    ("clean stop is not a loss", [("h", 0, 0.0), ("stop", 0, 1.0), ("c", 9.0)], [("daemon_stopped", 0)], 0),
 ]
 
 
@@ -50,6 +53,7 @@ def test_tracker(name, events, expected, missing):
     tracker = SeqTracker(started_at=0.0)
     assert _feed(tracker, events) == expected
     assert tracker.stats.missing == missing
+    assert tracker.stats.heartbeat_losses == sum(k == "heartbeat_lost" for k, _ in expected)
 
 
 def test_heartbeat_period_is_learned_from_heartbeats():

@@ -160,6 +160,15 @@ def score_report(gt_rows: Iterable[Mapping[str, Any]], decision_rows: Iterable[M
     return result, details
 
 
+def matched_pairs(gt_rows: Iterable[Mapping[str, Any]], decision_rows: Iterable[Mapping[str, Any] | Decision],
+                  fps: float) -> dict[int, int]:
+    """``{decision row index: ground-truth row index}``: the one-to-one matching ``score`` uses
+    (for per-decision analyses such as risk-coverage of the fused confidence)."""
+    if not fps or fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
+    return match(_items(gt_rows), _decisions(decision_rows), T_TOL_FRAMES / fps, Y_TOL)[0]
+
+
 def score(gt_rows: Iterable[Mapping[str, Any]], decision_rows: Iterable[Mapping[str, Any] | Decision],
           fps: float, t_last: float | None = None) -> dict[str, Any]:
     """Score decisions (wire-format dicts or ``Decision``) against ground-truth rows; keys: ``SCORE_KEYS``."""

@@ -33,6 +33,19 @@ class ModelSection(_Section):
     backend: Literal["auto", "onnx", "torch"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(2, ge=1, le=256)  # CPU inference threads
+    # torch backend (docs/GPU.md): autocast dtype on CUDA (auto = fp16; the CPU always runs fp32)
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    compile: bool = False  # torch.compile at start-up for every batch bucket (never mid-stream)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
+    channels_last: bool = False  # NHWC memory layout (helps convolutional nets on tensor cores)
+    batch_buckets: list[int] | None = None  # compiled: pad batches to these sizes; None: 1, 2, 4 .. max_batch
+
+    @field_validator("batch_buckets")
+    @classmethod
+    def _buckets(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or v != sorted(set(v)) or v[0] < 1 or v[-1] > 4096):
+            raise ValueError(f"batch_buckets must be increasing sizes in 1..4096, e.g. [1, 8, 32], or null; got {v}")
+        return v
 
 
 class BeltMapping(_Section):
@@ -84,7 +97,7 @@ class DetectorSection(_Section):
     noise_k: float = Field(2.5, gt=0)  # ... and at least this many times the belt's per-row spread
     shadow_ratio: float = Field(0.5, ge=0, le=1)  # darker but >= this x the belt's brightness, same colour: shadow
     shadow_width: float = Field(0.033, ge=0, le=0.5)  # widest shadow rim beside an item (x frame height)
-    bridge_width: float = Field(0.028, ge=0, le=0.5)  # darker bands up to this wide inside an item are the item
+    bridge_width: float = Field(0.0, ge=0, le=0.5)  # darker bands up to this wide inside an item are the item
     downscale: int | None = Field(None, ge=1, le=8)  # work on a 1/N image; None: about 180 px high
 
     def factor(self, height: int) -> int:
@@ -108,6 +121,8 @@ class TrackerSection(_Section):
     slack: float = Field(0.017, ge=0, le=0.5)  # an item's pixels may stray this far (x frame height) from prediction
     min_iou: float = Field(0.2, gt=0, lt=1)  # belt-box overlap that joins a camera's new piece to a track
     min_shift_confidence: float = Field(0.02, ge=0, le=1)  # weaker belt-motion measurements: keep the last
+    min_contrast: float = Field(1.6, ge=0)  # a new item differs from the belt by this x the threshold on average
+    join_gap: float = Field(0.006, ge=0, le=0.1)  # a new fragment this close (x frame height) to a compact item joins it
     split_neck_ratio: float = Field(0.6, gt=0, le=1)  # a new region is cut where it narrows below this x item size
     split_min_radius: float = Field(0.014, gt=0, le=0.5)  # ... into parts at least this thick (x frame height)
 
@@ -150,7 +165,19 @@ class DecisionSection(_Section):
     actuator_distance_m: float = Field(0.5, ge=0)  # decision line -> actuator
     belt_speed_mps: float | None = Field(None, gt=0)  # None: estimated from the tracker
     px_per_m: float = Field(1000.0, gt=0)
-    lanes: list[LaneSection] = Field(default_factory=lambda: [LaneSection(name="all", y_max=1.0, actuator="jet0")])
+    lanes: list[LaneSection] = Field(default_factory=lambda: [LaneSection(name="all", y_max=1.0, actuator="jet0")],
+                                     min_length=1)
+
+    @model_validator(mode="after")
+    def _lanes(self) -> "DecisionSection":
+        ys = [lane.y_max for lane in self.lanes]
+        if any(b <= a for a, b in zip(ys, ys[1:])) or ys[-1] != 1.0:
+            raise ValueError(f"lanes: y_max must increase from lane to lane and the last must be 1.0 "
+                             f"(every item needs a lane), got {ys}")
+        names = [lane.name for lane in self.lanes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"lanes: names must be unique, got {names}")
+        return self
 
 
 class PublishSection(_Section):

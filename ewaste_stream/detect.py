@@ -50,6 +50,7 @@ class FrameAnalysis:
     scale: tuple[float, float]  # downscaled px -> full-resolution px (sx, sy)
     shift: tuple[float, float] | None  # belt motion since the previous frame, full-res px (dx, dy); None = unknown
     shift_confidence: float  # phase-correlation response 0..1
+    contrast: np.ndarray | None = None  # float32 (h, w): difference from the belt in units of the threshold
 
     def to_full(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         sx, sy = self.scale
@@ -91,14 +92,14 @@ class BeltDetector:
         if self.mean is None:
             self._init_model(small)
         lum, chroma, belt_lum = self._residual(small)
-        mask = self._foreground(lum, chroma, belt_lum)
+        mask, contrast = self._foreground(lum, chroma, belt_lum)
         shift, conf = self.motion.update(lum)
         self._learn(small, lum, chroma, mask)
         self.frames += 1
         if shift is not None:
             shift = (shift[0] * self.sx * 2, shift[1] * self.sy * 2)  # motion works at half the small size
         return FrameAnalysis(camera=self.camera, frame_seq=frame.seq, t=frame.t, mask=fill_holes(mask),
-                             scale=(self.sx, self.sy), shift=shift, shift_confidence=conf)
+                             scale=(self.sx, self.sy), shift=shift, shift_confidence=conf, contrast=contrast)
 
     def detect(self, frame: Frame) -> list[Detection]:
         """Items of one frame on their own (no tracking): connected regions, fragments merged."""
@@ -133,7 +134,7 @@ class BeltDetector:
         self.sigma_l = _robust_row_sigma(np.abs(lum), None)
         self.sigma_c = _robust_row_sigma(chroma, None)
 
-    def _foreground(self, lum: np.ndarray, chroma: np.ndarray, belt_lum: np.ndarray) -> np.ndarray:
+    def _foreground(self, lum: np.ndarray, chroma: np.ndarray, belt_lum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Item pixels: brighter than the belt, another colour, or darker than any shadow can
         make the belt; plus darker regions too wide to be a shadow's rim.
 
@@ -152,7 +153,8 @@ class BeltDetector:
             mask |= dim & cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._bridge_kernel)
         if self._roi_mask is not None:
             mask &= self._roi_mask
-        return mask
+        contrast = cv2.max(cv2.absdiff(lum, 0.0) / thr_l, chroma / thr_c)
+        return mask, contrast
 
     def _learn(self, small: np.ndarray, lum: np.ndarray, chroma: np.ndarray, mask: np.ndarray) -> None:
         assert self.mean is not None
@@ -166,6 +168,7 @@ class BeltDetector:
 
 
 _KERNEL5 = np.ones((5, 5), np.uint8)
+
 
 
 def _robust_row_sigma(absdev: np.ndarray, belt: np.ndarray | None) -> np.ndarray:

@@ -106,6 +106,88 @@ def split_piece(piece: Piece, neck_ratio: float, min_radius: float) -> list[Piec
     return out
 
 
+def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: float,
+                   min_radius: float) -> tuple[list[Piece], dict[int, Piece]]:
+    """Join new pieces that are fragments of an item next to them (an item with dark parts
+    shows as several pieces; new items come in over the upstream edge, not beside others).
+
+    A new piece joins a tracked piece when it lies mostly inside that item's outline (convex
+    hull: items never overlap, so it is a part of it), or joins a piece within ``gap`` px (a
+    tracked one first, else a bigger new one) when the two together, gaps closed, are one
+    compact item (no narrow neck, see :func:`split_touching`); two items side by side have a
+    neck between them and stay apart.
+    Returns the new pieces left and ``{track key: grown piece}`` for tracked pieces that
+    took fragments."""
+    grown: dict[int, Piece] = {}
+    tracked = {p.key: p for p in others if p.key is not None}
+    left = sorted(new, key=lambda p: p.area)
+    out: list[Piece] = []
+    while left:
+        frag = left.pop(0)
+        target = next((("t", k, p) for k, p in tracked.items() if _inside_hull(frag, p) >= 0.5), None)
+        cands = [("t", k, p) for k, p in tracked.items()] + [("n", i, p) for i, p in enumerate(left)]
+        if target is None:
+            target = next((c for c in cands if _near(frag, c[2], gap)
+                           and _compact(frag, c[2], gap, neck_ratio, min_radius)), None)
+        if target is None:
+            out.append(frag)
+        elif target[0] == "t":
+            tracked[target[1]] = grown[target[1]] = _union(target[2], frag, target[1])
+        else:
+            left[target[1]] = _union(target[2], frag, None)
+            left.sort(key=lambda p: p.area)
+    return out, grown
+
+
+def _inside_hull(frag: Piece, item: Piece) -> float:
+    """Share of ``frag``'s pixels inside the convex hull of ``item``."""
+    fx0, fy0, fx1, fy1 = frag.box
+    ix0, iy0, ix1, iy1 = item.box
+    if fx1 <= ix0 or ix1 <= fx0 or fy1 <= iy0 or iy1 <= fy0:
+        return 0.0
+    ys, xs = np.nonzero(item.mask)
+    hull = cv2.convexHull(np.column_stack([xs + item.x0, ys + item.y0]).astype(np.int32))
+    canvas = np.zeros((frag.mask.shape[0], frag.mask.shape[1]), np.uint8)
+    cv2.fillPoly(canvas, [hull - np.array([frag.x0, frag.y0], np.int32)], 1)
+    return float((canvas & frag.mask).sum()) / max(1, frag.area)
+
+
+def _near(a: Piece, b: Piece, gap: int) -> bool:
+    ax0, ay0, ax1, ay1 = a.box
+    bx0, by0, bx1, by1 = b.box
+    if ax1 + gap <= bx0 or bx1 + gap <= ax0 or ay1 + gap <= by0 or by1 + gap <= ay0:
+        return False
+    u, (ma, mb) = _canvas(a, b, gap)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
+    return bool((cv2.dilate(ma, k) & mb).any())
+
+
+def _canvas(a: Piece, b: Piece, pad: int) -> tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    x0, y0 = min(a.x0, b.x0) - pad, min(a.y0, b.y0) - pad
+    x1 = max(a.x0 + a.mask.shape[1], b.x0 + b.mask.shape[1]) + pad
+    y1 = max(a.y0 + a.mask.shape[0], b.y0 + b.mask.shape[0]) + pad
+    out = []
+    for p in (a, b):
+        m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        m[p.y0 - y0:p.y0 - y0 + p.mask.shape[0], p.x0 - x0:p.x0 - x0 + p.mask.shape[1]] = p.mask
+        out.append(m)
+    return (x0, y0), (out[0], out[1])
+
+
+def _compact(a: Piece, b: Piece, gap: int, neck_ratio: float, min_radius: float) -> bool:
+    _, (ma, mb) = _canvas(a, b, gap + 1)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
+    closed = cv2.morphologyEx(ma | mb, cv2.MORPH_CLOSE, k)
+    return len(split_touching(closed, neck_ratio, min_radius)) == 1
+
+
+def _union(a: Piece, b: Piece, key: int | None) -> Piece:
+    (x0, y0), (ma, mb) = _canvas(a, b, 0)
+    m = ma | mb
+    ys, xs = np.nonzero(m)
+    return Piece(key, x0, y0, m, int(len(xs)), (float(xs.mean()) + x0, float(ys.mean()) + y0))
+
+
 def _clip(p: Prior, w: int, h: int, pad: int = 0) -> tuple[int, int, int, int]:
     x0, y0 = max(0, p.x0 - pad), max(0, p.y0 - pad)
     x1, y1 = min(w, p.x0 + p.mask.shape[1] + pad), min(h, p.y0 + p.mask.shape[0] + pad)

@@ -27,7 +27,7 @@ from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap
 from .messages import BBox
-from .segment import Piece, Prior, segment, split_piece
+from .segment import Piece, Prior, join_fragments, segment, split_piece
 
 EMPTY = np.uint8(255)  # footprint age of a pixel the item does not cover
 
@@ -188,21 +188,26 @@ class Tracker:
         px = cam.scale[0] * cam.scale[1]
         min_area = self.det_cfg.min_item_area(cam.width, cam.height)  # full-res px
         slack = int(round(self.cfg.slack * cam.height / cam.scale[1]))
-        pieces = segment(an.mask, priors, slack=slack, min_new_px=min_area / px, upstream=cam.upstream)
+        pieces = segment(an.mask, priors, slack=slack, min_new_px=FRAGMENT_FRAC * min_area / px,
+                         upstream=cam.upstream)
         seen: list[tuple[Track, CameraView]] = []
         crossed: list[Track] = []
-        new = []
-        for piece in pieces:
-            if piece.key is None:
-                new.append(piece)
-            elif piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
-                tr = self.tracks[piece.key]
-                seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
+        tracked = [p for p in pieces if p.key is not None]
         radius = self.cfg.split_min_radius * cam.height / cam.scale[1]
-        new = [q for p in new if not p.entering for q in split_piece(p, self.cfg.split_neck_ratio, radius)]
+        new = [q for p in pieces if p.key is None and not p.entering
+               for q in split_piece(p, self.cfg.split_neck_ratio, radius)]
+        gap = int(round(self.cfg.join_gap * cam.height / cam.scale[1]))
+        new, grown = join_fragments(new, tracked, gap, self.cfg.split_neck_ratio, radius)
+        for piece in tracked:
+            piece = grown.get(piece.key, piece)  # type: ignore[arg-type]
+            if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
+                tr = self.tracks[piece.key]  # type: ignore[index]
+                seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
         for piece in new:
             if not (min_area <= piece.area * px <= self.det_cfg.max_area):
                 continue  # a fragment, or not an item
+            if an.contrast is not None and _contrast(an.contrast, piece) < self.cfg.min_contrast:
+                continue  # barely off the belt all over: a bright or dark patch of the belt
             tr = self._associate(an, cam, piece, {t.id for t, _ in seen})
             seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
         cam.last_t = an.t
@@ -348,6 +353,13 @@ class Tracker:
 
     def active_tracks(self) -> list[Track]:
         return list(self.tracks.values())
+
+
+def _contrast(contrast: np.ndarray, piece: Piece) -> float:
+    """Mean difference from the belt (in threshold units) over a piece's pixels."""
+    x0, y0, x1, y1 = piece.box
+    sub = contrast[y0:y1, x0:x1]
+    return float(sub[piece.mask > 0].mean()) if sub.size else 0.0
 
 
 def _centroid_belt(cam: _Camera, an: FrameAnalysis, piece: Piece) -> tuple[float, float]:

@@ -1,0 +1,173 @@
+"""The pipeline end to end on synthetic belt frames with a stub classifier."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+import pytest
+
+from ewaste_stream.config import Config
+from ewaste_stream.messages import Frame, RejectReason, StatusKind
+from ewaste_stream.pipeline import Pipeline
+from ewaste_stream.protocol import decode_decision, encode_decision
+from ewaste_stream.synthetic import ColourClassifier, SynthBelt, SynthItem
+
+W, H, FPS, SPEED = 640, 360, 30.0, 12.0
+LINE = 0.75 * W
+
+
+def _scene(n: int = 12, seed: int = 0) -> list[SynthItem]:
+    rng = random.Random(seed)
+    items, x = [], -60.0
+    for i in range(n):
+        lane = i % 3
+        items.append(SynthItem(i + 1, cx=x, cy=70.0 + 110 * lane + rng.uniform(-10, 10), w=rng.uniform(50, 80),
+                               h=rng.uniform(40, 60), angle=rng.uniform(-40, 40), cls=i % 5))
+        if lane == 2:
+            x -= 110.0
+    return items
+
+
+def _config(**kw) -> Config:
+    return Config.model_validate({"detector": {"min_area": 300}, **kw})
+
+
+def _run(items, frames, classifier=None, config=None, gone=None, flush=True, inline=False, statuses=None):
+    belt = SynthBelt(W, H, seed=1, speed=lambda k: SPEED)
+    clf = classifier or ColourClassifier()
+    out = []
+    pipe = Pipeline(config or _config(), clf, "boot-test", out.append,
+                    (statuses.append if statuses is not None else None), inline_inference=inline)
+    try:
+        for k in range(frames):
+            visible = [it for it in items if not (gone and it.item in gone and k >= gone[it.item])]
+            img, _ = belt.frame(k, visible)
+            pipe.process(Frame("cam0", k, k / FPS, img))
+        if flush:
+            pipe.flush((frames - 1) / FPS)
+    finally:
+        pipe.close()
+    return out, belt, pipe
+
+
+def _crossing_items(items, belt, frames):
+    """item -> t when its centroid crosses the line (within the run)."""
+    out = {}
+    for it in items:
+        for k in range(1, frames):
+            if it.cx + belt.offset(k - 1) < LINE <= it.cx + belt.offset(k):
+                out[it.item] = (k - 1 + (LINE - it.cx - belt.offset(k - 1)) / SPEED) / FPS
+    return out
+
+
+def test_exactly_one_decision_per_item_with_the_right_label():
+    items = _scene()
+    decisions, belt, pipe = _run(items, 90, flush=False)
+    crossing = _crossing_items(items, belt, 90)
+    assert len(crossing) >= 9
+    assert len(decisions) == len(crossing)
+    assert [d.seq for d in decisions] == list(range(1, len(decisions) + 1))
+    by_item = {}
+    for d in decisions:
+        match = [i for i, t in crossing.items() if abs(t - d.t_cross) < 1.5 / FPS
+                 and abs(next(it.cy for it in items if it.item == i) / H - d.y) < 0.05]
+        assert len(match) == 1, d
+        by_item[match[0]] = d
+        assert d.label == f"class{next(it.cls for it in items if it.item == match[0])}"
+        assert 0 <= d.t_decided - d.t_cross < 1.0 / FPS  # decided in the frame it crossed
+        assert d.deadline is not None and d.deadline > d.t_cross
+        assert (d.lane, d.actuator) == ("all", "jet0")
+        assert d.model == {"name": "colour-stub", "sha256": "c" * 64} and d.config_sha
+        assert decode_decision(encode_decision(d)) == decode_decision(encode_decision(d))
+        assert encode_decision(decode_decision(encode_decision(d))) == encode_decision(d)
+    assert len(by_item) == len(decisions)
+    st = pipe.stats()
+    assert st["decisions"] == len(decisions) and st["views"] > 0 and st["pending_views"] == 0
+
+
+class _SlowClassifier(ColourClassifier):
+    """Random delays: decisions must not depend on how long the classifier takes."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.rng = random.Random(seed)
+
+    def predict(self, crops):
+        time.sleep(self.rng.uniform(0, 0.01))
+        return super().predict(crops)
+
+
+def test_decisions_are_deterministic_whatever_the_classifier_timing():
+    items = _scene(9, seed=3)
+    runs = [_run(items, 80, classifier=clf, inline=inline)[0]
+            for clf, inline in ((ColourClassifier(), True), (_SlowClassifier(1), False), (_SlowClassifier(2), False))]
+    encoded = [[encode_decision(d) for d in r] for r in runs]
+    assert encoded[0] and encoded[0] == encoded[1] == encoded[2]
+
+
+def test_item_lost_before_the_line_is_decided_once_as_lost():
+    items = [SynthItem(1, cx=-40.0, cy=120.0, w=70, h=50, cls=1), SynthItem(2, cx=-40.0, cy=260.0, w=70, h=50, cls=2)]
+    decisions, _, _ = _run(items, 60, classifier=ColourClassifier(confidence=0.8), gone={1: 20}, flush=False)
+    lost = [d for d in decisions if d.reject_reason == RejectReason.LOST_TRACK]
+    assert len(lost) == 1 and abs(lost[0].y - 120 / H) < 0.05
+    assert lost[0].top_label == "class1" and lost[0].views >= 1
+    assert len([d for d in decisions if d.label == "class2"]) == 1
+
+
+def test_flush_decides_items_in_flight():
+    items = [SynthItem(1, cx=-40.0, cy=180.0, w=70, h=50, cls=3)]
+    decisions, _, _ = _run(items, 25, flush=True)  # centroid reaches ~260 px: not at the line yet
+    assert len(decisions) == 1
+    d = decisions[0]
+    assert d.t_cross == pytest.approx(24 / FPS) and d.top_label == "class3"
+
+
+class _Broken(ColourClassifier):
+    def predict(self, crops):
+        raise RuntimeError("model exploded")
+
+
+def test_classifier_failure_is_reported_and_items_still_decided():
+    statuses = []
+    items = _scene(6)
+    decisions, belt, pipe = _run(items, 80, classifier=_Broken(), statuses=statuses, flush=False)
+    assert len(decisions) == len(_crossing_items(items, belt, 80))
+    assert all(d.reject_reason == RejectReason.TOO_FEW_VIEWS for d in decisions)
+    assert any(s.kind == StatusKind.STAGE_ERROR and "exploded" in s.detail for s in statuses)
+    assert pipe.stats()["stage_errors"] > 0
+
+
+def test_decision_sink_failure_does_not_stop_the_pipeline():
+    statuses = []
+    belt = SynthBelt(W, H, seed=1, speed=lambda k: SPEED)
+
+    def bad_sink(d):
+        raise OSError("disk full")
+
+    pipe = Pipeline(_config(), ColourClassifier(), "b", bad_sink, statuses.append, inline_inference=True)
+    made = []
+    for k in range(80):
+        img, _ = belt.frame(k, _scene(6))
+        made += pipe.process(Frame("cam0", k, k / FPS, img))
+    pipe.close()
+    assert made and pipe.stats()["sink_errors"] == len(made)
+    assert any(s.kind == StatusKind.SINK_ERROR for s in statuses)
+
+
+def test_lanes_and_deadline_from_config():
+    cfg = _config(decision={"lanes": [{"name": "top", "y_max": 0.5, "actuator": "j1"},
+                                      {"name": "bottom", "y_max": 1.0, "actuator": "j2"}],
+                            "belt_speed_mps": 2.0, "px_per_m": 1000.0, "actuator_distance_m": 0.5})
+    items = [SynthItem(1, cx=-40.0, cy=80.0, w=70, h=50, cls=0), SynthItem(2, cx=-40.0, cy=280.0, w=70, h=50, cls=1)]
+    decisions, _, _ = _run(items, 60, config=cfg, flush=False)
+    by_label = {d.label: d for d in decisions}
+    assert (by_label["class0"].lane, by_label["class0"].actuator) == ("top", "j1")
+    assert (by_label["class1"].lane, by_label["class1"].actuator) == ("bottom", "j2")
+    assert by_label["class0"].deadline == pytest.approx(by_label["class0"].t_cross + 0.25)
+
+
+def test_pipeline_rejects_nothing_silently_on_empty_belt():
+    decisions, _, pipe = _run([], 30)
+    assert decisions == [] and pipe.stats()["tracks"] == 0

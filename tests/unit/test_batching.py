@@ -1,0 +1,91 @@
+"""View selection, crops, deterministic batching and the inference worker."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ewaste_stream.batching import Batcher, InferenceWorker, ViewJob, ViewSelector, square_crop
+
+
+def _job(track: int, t: float) -> ViewJob:
+    return ViewJob(track, "cam0", t, np.zeros((4, 4, 3), np.uint8))
+
+
+@pytest.mark.parametrize("adds,t_now,urgent,sizes", [
+    ([(1, 0.0), (2, 0.0), (3, 0.0)], 0.0, set(), [2]),  # one full batch of 2, one waits
+    ([(1, 0.0)], 0.019, set(), []),  # not waited long enough
+    ([(1, 0.0)], 0.020, set(), [1]),  # waited max_wait
+    ([(1, 0.0), (2, 0.01)], 0.01, {2}, [2]),  # an urgent view sends everything waiting
+    ([(1, 0.0), (2, 0.0), (3, 0.0), (4, 0.0), (5, 0.0)], 0.5, set(), [2, 2, 1]),
+])
+def test_batcher_boundaries_depend_on_stream_time_only(adds, t_now, urgent, sizes):
+    b = Batcher(max_batch=2, max_wait_s=0.02)
+    for track, t in adds:
+        b.add(_job(track, t))
+    assert [len(x) for x in b.due(t_now, urgent)] == sizes
+
+
+def test_batcher_drain_and_drop():
+    b = Batcher(3, 1.0)
+    for i in range(4):
+        b.add(_job(i % 2, 0.0))
+    b.drop(0)
+    assert len(b) == 2
+    assert [len(x) for x in b.drain()] == [2] and len(b) == 0
+
+
+def test_view_selector_spreads_views_to_the_line():
+    sel = ViewSelector(views_per_item=3, guard_frames=2.0)
+    taken = [u for u in range(0, 400, 10) if sel.want(7, "cam0", float(u), line_u=300.0, step_u=10.0)]
+    # first view at once, then evenly up to the line minus 2 frames of travel (280)
+    assert taken == [0, 140, 280]
+    assert sel.taken(7, "cam0") == 3
+    assert sel.want(7, "cam1", 50.0, 300.0, 10.0)  # per camera
+    sel.forget(7)
+    assert sel.taken(7, "cam0") == 0
+
+
+def test_square_crop_is_rgb_square_and_reflects_at_edges():
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[:, :, 0] = 255  # blue in BGR
+    crop = square_crop(img, (0.0, 0.0, 40.0, 20.0), margin=0.25)
+    assert crop.shape == (60, 60, 3)
+    assert crop[..., 2].min() == 255 and crop[..., 0].max() == 0  # RGB: blue last
+
+
+class _Clf:
+    class_names = ("a", "b")
+    name = "t"
+    sha256 = "0"
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+
+    def predict(self, crops):
+        if self.fail:
+            raise RuntimeError("boom")
+        return np.tile(np.array([[0.25, 0.75]], np.float32), (len(crops), 1))
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_inference_worker_results_in_order(inline):
+    w = InferenceWorker(_Clf(), max_inflight=2, inline=inline)
+    try:
+        b1 = w.submit([_job(1, 0.0)])
+        b2 = w.submit([_job(2, 0.0), _job(3, 0.0)])
+        assert w.wait_oldest() is b1 and b1.future.result().shape == (1, 2)
+        assert w.wait_oldest() is b2 and b2.future.result().shape == (2, 2)
+        assert w.crops == 3 and w.batches == 2
+    finally:
+        w.close()
+
+
+def test_inference_worker_error_reaches_the_caller():
+    w = InferenceWorker(_Clf(fail=True), inline=False)
+    try:
+        w.submit([_job(1, 0.0)])
+        batch = w.wait_oldest()
+        assert isinstance(batch.future.exception(), RuntimeError)
+    finally:
+        w.close()

@@ -4,6 +4,10 @@ The log is the wire format, one JSON object a line (``ewaste_stream.protocol`` p
 Reported: decisions per class, reject reasons, decision latency (``t_decided - t_cross``)
 over stream time and against the deadline, sequence gaps per boot, confidence and views.
 Lines that do not parse are counted and listed with their line numbers, never fatal.
+
+With the ground truth of a simulated video (``--gt PREFIX.gt.jsonl``), decisions are matched
+to items as ``ewaste_stream.scoring`` does, and the risk-coverage of the *fused* confidence
+and margin gives the voting thresholds measured where they act.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 from loguru import logger
 
 from ..messages import Decision
-from ..protocol import ProtocolError, decode_decision
+from ..scoring import read_decisions
 
 MAX_BAD_LISTED = 20
 
@@ -27,6 +31,8 @@ class DecisionLogError(ValueError):
 
 @dataclass
 class DecisionLog:
+    """A parsed log (``ewaste_stream.scoring.read_decisions``: the one JSONL reader)."""
+
     path: Path
     decisions: list[Decision] = field(default_factory=list)
     bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
@@ -37,15 +43,8 @@ def load_decisions(path: str | Path) -> DecisionLog:
     p = Path(path)
     if not p.is_file():
         raise DecisionLogError(f"{p}: decision log not found (the daemon writes it to publish.decisions_log)")
-    log = DecisionLog(p)
-    with p.open("rb") as fh:
-        for no, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                log.decisions.append(decode_decision(raw))
-            except ProtocolError as exc:
-                log.bad_lines.append((no, str(exc)))
+    decisions, bad = read_decisions(p)
+    log = DecisionLog(p, decisions, bad)
     if log.bad_lines:
         logger.warning("{}: {} lines are not valid decisions (first: line {}: {})", p, len(log.bad_lines),
                        *log.bad_lines[0])
@@ -155,16 +154,98 @@ def _html(s: dict, charts: dict[str, str]):
     return rep
 
 
-def decisions_report(path: str | Path, out_dir: str | Path, html_name: str = "index.html") -> dict:
+def _gt_section(rep, g: dict, out: Path) -> None:
+    from . import plots
+    from .model_html import recommendation_table
+    from .report import figures, para, table
+
+    sc = g["score"]
+    pct = lambda v: "–" if v is None else f"{v:.1%}"  # noqa: E731
+    rows = [("items / matched / missed", f"{sc['items']} / {sc['matched']} / {sc['missed']}"),
+            ("duplicates / phantoms", f"{sc['duplicates']} / {sc['phantoms']}"),
+            ("accuracy of accepted decisions", pct(sc["accuracy_accepted"])), ("reject rate", pct(sc["reject_rate"])),
+            ("accuracy, misses count as errors", pct(sc["accuracy_all"])),
+            ("top label right (matched, >= 1 view)", pct(g.get("top_label_accuracy")))]
+    blocks = [table(("", "value"), rows)]
+    if g["recommended"]:
+        curves = {k: (np.array(v["coverage"]), np.array(v["accuracy"])) for k, v in g["risk_coverage"].items()}
+        marks = {k: (r["coverage"], r["accuracy"]) for k, r in g["recommended"].items() if r["threshold"] is not None}
+        target = next(iter(g["recommended"].values()))["target_accuracy"]
+        png = plots.risk_coverage_plot(curves, marks, target, out / "img" / "decisions" / "risk_coverage.png")
+        blocks += [figures([(png.relative_to(out).as_posix(), "Fused confidence / margin of the matched decisions: "
+                                                              "accuracy among accepted vs fraction accepted")]),
+                   "<h3>Voting thresholds measured on fused decisions</h3>", recommendation_table(g["recommended"]),
+                   para("Smallest threshold on the fused score whose accepted accuracy reaches the target, over "
+                        "the decisions matched to ground truth (decisions rejected for lost tracks or too few "
+                        "views are rejected whatever the threshold).")]
+    rep.add("Against ground truth", *blocks)
+
+
+def decisions_report(path: str | Path, out_dir: str | Path, html_name: str = "index.html",
+                     gt: GroundTruth | None = None, target_accuracy: float = 0.98) -> dict:
     """Write the decision-log report (``html_name``, its numbers as JSON -- ``report.json`` beside
-    ``index.html``, else ``<stem>.json`` -- and ``img/decisions/``); return the numbers."""
+    ``index.html``, else ``<stem>.json`` -- and ``img/decisions/``); return the numbers
+    (with ``ground_truth`` when ``gt`` is given)."""
     from .report import write_report
 
     log = load_decisions(path)
     s = summarise_decisions(log)
     out = Path(out_dir)
     charts = _charts(log, s, out)
-    html = write_report(out, _html(s, charts), s, html_name=html_name, 
+    rep = _html(s, charts)
+    if gt is not None:
+        s["ground_truth"] = against_ground_truth(log, gt, target_accuracy)
+        _gt_section(rep, s["ground_truth"], out)
+    html = write_report(out, rep, s, html_name=html_name, 
                         json_name="report.json" if html_name == "index.html" else f"{Path(html_name).stem}.json")
     logger.info("decision report written to {}", html)
     return s
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Ground truth of a simulated video: ``PREFIX.gt.jsonl`` rows, its fps, its last frame time."""
+
+    rows: list[dict]
+    fps: float
+    t_last: float | None = None
+
+    @classmethod
+    def read(cls, path: str | Path, fps: float | None = None) -> "GroundTruth":
+        from ..scoring import meta_beside, read_gt
+
+        p = Path(path)
+        if not p.is_file():
+            raise DecisionLogError(f"{p}: ground-truth file not found (a simulated video's PREFIX.gt.jsonl)")
+        try:
+            rows = read_gt(p)
+        except ValueError as exc:
+            raise DecisionLogError(str(exc)) from None
+        meta = meta_beside(p) or {}
+        fps = fps or meta.get("fps")
+        if not fps:
+            raise DecisionLogError(f"{p}: no PREFIX.meta.json beside it to give the fps; pass --fps")
+        return cls(rows, float(fps), meta.get("t_last_frame"))
+
+
+def against_ground_truth(log: DecisionLog, gt: GroundTruth, target_accuracy: float = 0.98) -> dict:
+    """Score (as ``scoring.score``) + risk-coverage and recommended thresholds of the fused
+    confidence / margin over the matched decisions (those with at least one view)."""
+    from ..scoring import matched_pairs, score_report
+    from . import uncertainty
+
+    result, details = score_report(gt.rows, log.decisions, gt.fps, gt.t_last)
+    pairs = matched_pairs(gt.rows, log.decisions, gt.fps)
+    idx = [d for d in sorted(pairs) if log.decisions[d].views > 0]
+    out = {"score": result, "score_details": details, "n_scored": len(idx), "risk_coverage": {}, "recommended": {}}
+    if len(idx) < 2:
+        return out
+    correct = np.array([log.decisions[d].top_label == gt.rows[pairs[d]]["label"] for d in idx])
+    out["top_label_accuracy"] = float(correct.mean())
+    for name in ("confidence", "margin"):
+        s = np.array([getattr(log.decisions[d], name) for d in idx])
+        rc = uncertainty.risk_coverage(s, correct)
+        out["risk_coverage"][name] = {"coverage": rc.coverage.tolist(), "accuracy": rc.accuracy.tolist(),
+                                      "aurc": rc.aurc()}
+        out["recommended"][name] = uncertainty.recommend_threshold(s, correct, name, target_accuracy).to_dict()
+    return out

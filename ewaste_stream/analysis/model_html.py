@@ -35,10 +35,15 @@ def _summary(n: dict) -> list[str]:
     return blocks
 
 
-def _recommendation_block(u: dict) -> str:
-    recs = u["recommended"]
+def recommendation_table(recs: dict) -> str:
+    """Table of ``Recommendation.to_dict()`` values (one row per config key)."""
     rows = [(r["config_key"], r["threshold"], f"{r['accuracy']:.2%}", f"{r['reject_rate']:.1%}",
              f"{r['n_accepted']} / {r['n_total']}") for r in recs.values()]
+    return table(("config key", "threshold", "accepted accuracy", "reject rate", "accepted"), rows)
+
+
+def _recommendation_block(u: dict) -> str:
+    recs = u["recommended"]
     target = next(iter(recs.values()))["target_accuracy"]
     now = ""
     if "at_config" in u:
@@ -48,7 +53,7 @@ def _recommendation_block(u: dict) -> str:
                    f"{c['min_margin']:g}, together): accepted accuracy {acc}, reject rate {c['reject_rate']:.1%}; "
                    f"{c['errors_accepted']} errors pass, {c['errors_rejected']} go to the reject bin.")
     return ("<h3>Recommended reject thresholds for the voting stage</h3>"
-            + table(("config key", "threshold", "accepted accuracy", "reject rate", "accepted"), rows) + now
+            + recommendation_table(recs) + now
             + para(f"Smallest threshold whose accepted accuracy reaches {target:.0%} (each key alone; "
                    "threshold 0 = no reject needed, '–' = not reachable on this set). Measured on "
                    "single images: the voting stage fuses several views per item, so confirm on a "

@@ -98,7 +98,7 @@ class Recommendation:
     def describe(self) -> str:
         if self.threshold is None:
             return (f"{self.config_key}: no threshold reaches {self.target_accuracy:.1%} accepted-accuracy "
-                    f"on these {self.n_total} images (best {self.accuracy:.1%} at {self.coverage:.1%} coverage)")
+                    f"on these {self.n_total} items (best {self.accuracy:.1%} at {self.coverage:.1%} coverage)")
         return (f"{self.config_key}: {self.threshold:.3f} -> accepted accuracy {self.accuracy:.2%}, "
                 f"rejects {self.reject_rate:.1%} ({self.n_total - self.n_accepted} of {self.n_total})")
 

@@ -19,6 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="report folder: index.html, report.json, img/")
     p.add_argument("--video", type=Path, metavar="DECISIONS.jsonl",
                    help="also (or only) report on a decision log: counts, rejects, latency, seq gaps")
+    p.add_argument("--gt", type=Path, metavar="PREFIX.gt.jsonl",
+                   help="with --video: ground truth of a simulated video; scores the log and measures the "
+                        "voting thresholds on the fused decisions")
+    p.add_argument("--fps", type=float, help="with --gt: video fps (default: from PREFIX.meta.json beside it)")
     p.add_argument("--target-layer", metavar="NAME", help="Grad-CAM layer (a name from model.named_modules())")
     p.add_argument("--per-class", type=int, default=3, metavar="N", help="Grad-CAM images per class (default 3)")
     p.add_argument("--max-errors", type=int, default=60, metavar="N",
@@ -78,6 +82,26 @@ def _model_report(args: argparse.Namespace, video_link: bool) -> None:
     print(f"report: {args.out / 'index.html'}")
 
 
+def _decision_report(args: argparse.Namespace) -> None:
+    from ..analysis.decisions_report import GroundTruth, decisions_report
+    from ..analysis.uncertainty import Recommendation
+
+    gt = GroundTruth.read(args.gt, args.fps) if args.gt is not None else None
+    s = decisions_report(args.video, args.out, "decisions.html" if args.data else "index.html", gt,
+                         args.target_accuracy)
+    print(f"decisions {s['decisions']}  rejects {s['reject_rate']:.1%}  "
+          f"latency p95 {s['latency_s']['p95']:.3f} s  bad lines {s['bad_lines']}")
+    g = s.get("ground_truth")
+    if g is not None:
+        sc = g["score"]
+        pct = lambda v: "n/a" if v is None else f"{v:.1%}"  # noqa: E731
+        print(f"vs ground truth: matched {sc['matched']}/{sc['items']}  accepted accuracy "
+              f"{pct(sc['accuracy_accepted'])}  reject rate {pct(sc['reject_rate'])}  "
+              f"top label right {pct(g.get('top_label_accuracy'))}")
+        for rec in g["recommended"].values():
+            print("recommended (fused decisions)", Recommendation(**rec).describe())
+
+
 def run(args: argparse.Namespace) -> int:
     from loguru import logger
 
@@ -87,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
     from ..model.weights import ModelLoadError
     from ..training.data import DatasetError
 
+    if args.gt is not None and args.video is None:
+        logger.error("--gt needs --video DECISIONS.jsonl (the log to score)")
+        return 2
     if args.data is None and args.video is None:
         logger.error("give --data DIR (labelled images) and/or --video DECISIONS.jsonl")
         return 2
@@ -95,11 +122,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.video is not None:
-            from ..analysis.decisions_report import decisions_report
-
-            s = decisions_report(args.video, args.out, "decisions.html" if args.data else "index.html")
-            print(f"decisions {s['decisions']}  rejects {s['reject_rate']:.1%}  "
-                  f"latency p95 {s['latency_s']['p95']:.3f} s  bad lines {s['bad_lines']}")
+            _decision_report(args)
         if args.data is not None:
             _model_report(args, video_link=args.video is not None)
     except (ModelLoadError, DatasetError, TargetLayerError, DecisionLogError, ConfigError) as exc:

@@ -106,10 +106,16 @@ def test_analyse_model_and_decision_log(model_dir, data_dir, decision_log, tmp_p
     assert not _links_resolve(out / "decisions.html")[1]
 
 
-def test_decision_log_alone(decision_log, tmp_path):
+def test_decision_log_alone_with_ground_truth(decision_log, tmp_path, capsys):
+    gt = tmp_path / "demo.gt.jsonl"  # items crossing where make_decision's decisions cross (t = seq + 0.5)
+    gt.write_text("".join(json.dumps({"label": "Mouse", "t_cross": s + 0.5, "y": 0.5}) + "\n" for s in range(1, 9)))
+    (tmp_path / "demo.meta.json").write_text(json.dumps({"fps": 30.0}))
     out = tmp_path / "r"
-    assert main(["analyse", "--video", str(decision_log), "--out", str(out)]) == 0
-    assert json.loads((out / "report.json").read_text())["rejects"] == 2
+    assert main(["analyse", "--video", str(decision_log), "--gt", str(gt), "--out", str(out)]) == 0
+    numbers = json.loads((out / "report.json").read_text())
+    assert numbers["rejects"] == 2
+    assert numbers["ground_truth"]["score"]["matched"] == 7 and numbers["ground_truth"]["score"]["missed"] == 1
+    assert "recommended (fused decisions) vote.min_confidence" in capsys.readouterr().out
     assert not _links_resolve(out / "index.html")[1]
 
 
@@ -119,6 +125,7 @@ def test_decision_log_alone(decision_log, tmp_path):
     (["--video", "missing.jsonl"], False),
     (["--per-class", "-1"], True),
     (["--config", "missing.yaml"], True),
+    (["--gt", "x.gt.jsonl"], False),  # --gt without --video
 ])
 def test_bad_usage_exits_2(model_dir, data_dir, tmp_path, extra, needs_data):
     args = ["analyse", "--model", str(model_dir), "--out", str(tmp_path / "r"), *extra]

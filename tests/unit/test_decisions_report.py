@@ -64,3 +64,37 @@ def test_summary_counts_rejects_latency_and_deadlines(tmp_path):
     assert s["after_deadline"] == 1
     assert s["latency_s"]["max"] == pytest.approx(0.8)
     assert s["latency_s"]["median"] == pytest.approx(0.02)
+
+
+def _decided(seq, top, conf, margin):
+    d = make_decision(seq)  # t_cross = seq + 0.5, y = 0.5
+    return dataclasses.replace(d, label=top, top_label=top, confidence=conf, margin=margin)
+
+
+def test_against_ground_truth_measures_fused_thresholds(tmp_path):
+    from ewaste_stream.analysis.decisions_report import GroundTruth, against_ground_truth
+
+    # truth: Mouse for items 1..13 (item 13 is never decided); decision s has confidence 1.01 - 0.02 s,
+    # and the top label is wrong for s = 5, 11, 12
+    wrong = {5, 11, 12}
+    ds = [_decided(s, "PCB" if s in wrong else "Mouse", round(1.01 - 0.02 * s, 2), 0.3) for s in range(1, 13)]
+    gt = GroundTruth([{"label": "Mouse", "t_cross": s + 0.5, "y": 0.5} for s in range(1, 14)], fps=30.0)
+    g = against_ground_truth(load_decisions(_write(tmp_path / "d.jsonl", ds)), gt, target_accuracy=0.9)
+    assert g["score"]["matched"] == 12 and g["score"]["missed"] == 1
+    assert g["n_scored"] == 12 and g["top_label_accuracy"] == 0.75
+    conf = g["recommended"]["confidence"]
+    # accepting s <= 10 (confidence >= 0.81): 9 of 10 right = 90%; 11 and 12 would lower it
+    assert (conf["threshold"], conf["n_accepted"], conf["config_key"]) == (0.81, 10, "vote.min_confidence")
+    assert g["recommended"]["margin"]["threshold"] is None  # all margins tie: nothing to separate
+
+
+def test_ground_truth_needs_fps(tmp_path):
+    from ewaste_stream.analysis.decisions_report import GroundTruth
+
+    p = tmp_path / "x.gt.jsonl"
+    p.write_text('{"label": "Mouse", "t_cross": 1.0, "y": 0.5}\n')
+    with pytest.raises(DecisionLogError, match="--fps"):
+        GroundTruth.read(p)
+    (tmp_path / "x.meta.json").write_text('{"fps": 25, "t_last_frame": 9.96}')
+    gt = GroundTruth.read(p)
+    assert (gt.fps, gt.t_last, len(gt.rows)) == (25.0, 9.96, 1)

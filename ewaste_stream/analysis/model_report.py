@@ -202,6 +202,25 @@ def _leak_free(p: Predictions, class_names: tuple[str, ...], leaked: set[str], o
     return {"n": int(keep.sum()), "metrics": summary(rep), "macro_f1": rep["macro"]["f1"], "uncertainty": unc}
 
 
+def _numbers(model_dir, info, split, p: Predictions, opts: AnalyseOptions, leaks: tuple[set[str], list]) -> dict:
+    """The raw numbers of the report (``report.json``) before the Grad-CAM part is added."""
+    from ..training.metrics import classification_report
+
+    leaked, found = leaks
+    return {
+        "model": {"dir": str(model_dir), "name": info.name, "arch": info.arch, "version": info.version,
+                  "input_size": info.input_size, "temperature": info.temperature, "sha256": info.fingerprint()},
+        "data": {**split.describe(), "views": "belt crops (simulated)" if opts.belt_crops else "photos",
+                 "seed": opts.seed},
+        "metrics": classification_report(p.labels, p.probs, info.class_names, p.paths),
+        "uncertainty": uncertainty.summarise(p.probs, p.labels, opts.target_accuracy,
+                                             config_thresholds=opts.vote_thresholds),
+        "leak_free": _leak_free(p, info.class_names, leaked, opts),
+        "leaks": {"train_dir": None if opts.train_dir is None else str(opts.train_dir), "n": len(found),
+                  "items": [lk.to_dict() for lk in found]},
+    }
+
+
 def analyse_model(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                   opts: AnalyseOptions = AnalyseOptions(), extra_links: list[tuple[str, str]] | None = None) -> dict:
     """Write ``out_dir/index.html``, ``out_dir/report.json`` and ``out_dir/img/``; return the numbers.
@@ -211,7 +230,6 @@ def analyse_model(model_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     from ..model import load_torch_model
     from ..training.data import scan_split
     from ..training.evaluation import leak_check
-    from ..training.metrics import classification_report
     from ..training.plots import confusion_png
     from .gradcam import resolve_target_layer
     from .model_html import build_model_report
@@ -220,34 +238,24 @@ def analyse_model(model_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     model, info = load_torch_model(model_dir)
     layer = resolve_target_layer(model, opts.target_layer, info.input_size)
     split = scan_split(data_dir, info.class_names)
+    leaks = leak_check(split, opts.train_dir)
     out, img_dir = Path(out_dir), Path(out_dir) / "img"
     paths = tuple(str(s.path) for s in split.samples)
     images = image_source(paths, opts.belt_crops, opts.seed, info.input_size)
     p = _predict(model, info, images, paths, np.array([s.label for s in split.samples]), opts.batch_size)
-    leaked, leaks = leak_check(split, opts.train_dir)
-    metrics = classification_report(p.labels, p.probs, info.class_names, paths)
-    unc = uncertainty.summarise(p.probs, p.labels, opts.target_accuracy, config_thresholds=opts.vote_thresholds)
-    charts = uncertainty_charts(p, unc, opts.target_accuracy, img_dir)
-    cm = confusion_png(metrics["confusion"], info.class_names, img_dir / "confusion.png", info.name)
+    numbers = _numbers(model_dir, info, split, p, opts, leaks)
+    charts = uncertainty_charts(p, numbers["uncertainty"], opts.target_accuracy, img_dir)
+    cm = confusion_png(numbers["metrics"]["confusion"], info.class_names, img_dir / "confusion.png", info.name)
     charts["confusion"] = f"{img_dir.name}/{cm.name}"
     embeds = embedding_charts(p, info.class_names, opts.seed, img_dir) if opts.embed else {}
     sample, errors = gradcam_indices(p, opts.per_class, opts.max_errors, opts.seed)
     layer, tiles = render_gradcams(model, info, images, sorted(set(sample) | set(errors)), layer, img_dir)
-    numbers = {
-        "model": {"dir": str(model_dir), "name": info.name, "arch": info.arch, "version": info.version,
-                  "input_size": info.input_size, "temperature": info.temperature, "sha256": info.fingerprint()},
-        "data": {**split.describe(), "views": "belt crops (simulated)" if opts.belt_crops else "photos",
-                 "seed": opts.seed},
-        "metrics": metrics,
-        "uncertainty": unc,
-        "leak_free": _leak_free(p, info.class_names, leaked, opts),
-        "leaks": {"train_dir": None if opts.train_dir is None else str(opts.train_dir), "n": len(leaks),
-                  "items": [lk.to_dict() for lk in leaks]},
+    numbers.update({
         "gradcam": {"target_layer": layer, "sample": [paths[i] for i in sample], "errors": [paths[i] for i in errors]},
         "embedding": sorted(embeds),
         "worst_errors": [{"path": paths[i], "label": info.class_names[p.labels[i]],
                           "top3": top_k(p.probs[i], info.class_names)} for i in errors],
-    }
+    })
     report = build_model_report(numbers, p, info.class_names, charts, embeds, (sample, errors, tiles))
     report.links.extend(extra_links or [])
     path = write_report(out, report, numbers)

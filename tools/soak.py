@@ -35,7 +35,8 @@ from ewaste_stream.log import setup_logging
 from ewaste_stream.testing import StubClassifier, StubPipeline
 cfg = load_config(sys.argv[1])
 setup_logging(file=cfg.logging.file)
-sys.exit(run_daemon(Daemon(cfg, StubClassifier(), pipeline_factory=StubPipeline)))
+factory = lambda *a: StubPipeline(*a, every=1)  # one decision per frame
+sys.exit(run_daemon(Daemon(cfg, StubClassifier(), pipeline_factory=factory)))
 """
 
 
@@ -74,7 +75,7 @@ def write_config(args: argparse.Namespace, video: Path, pub_port: int, http_port
     data = yaml.safe_load(Path(args.config).read_text()) or {} if args.config else {}
     if args.model:
         data.setdefault("model", {})["dir"] = str(args.model)
-    data["cameras"] = [{"id": "cam0", "source": str(video), "loop": True}]
+    data["cameras"] = [{"id": "cam0", "source": str(video), "loop": True, **({"fps": args.play_fps} if args.play_fps else {})}]
     data.setdefault("publish", {}).update(endpoint=f"tcp://127.0.0.1:{pub_port}",
                                           decisions_log=str(args.out / "decisions.jsonl"))
     data["metrics"] = {"listen": f"127.0.0.1:{http_port}"}
@@ -187,7 +188,9 @@ def main() -> int:
     p.add_argument("--model", help="model folder (default: the config's / shipped)")
     p.add_argument("--config", help="base YAML (cameras/publish/metrics/logging are set by the soak)")
     p.add_argument("--sample-s", type=float, default=5.0, help="RSS sampling period")
-    p.add_argument("--stub", action="store_true", help="stub pipeline: soak the daemon plumbing only")
+    p.add_argument("--stub", action="store_true", help="stub pipeline (one decision per frame): soak the daemon "
+                   "plumbing only (sources, log, publisher, listen)")
+    p.add_argument("--play-fps", type=float, help="play the video at this rate instead of its own")
     args = p.parse_args()
     args.out = args.out.resolve()
     r = run_soak(args)

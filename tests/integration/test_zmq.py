@@ -204,3 +204,15 @@ def test_listen_prints_decisions_as_json(capsys, tmp_path):
     assert rc == 0 and len(seqs) == 5 and seqs == list(range(seqs[0], seqs[0] + 5))
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["decisions"] == 5 and summary["gaps"] == 0
+
+
+def test_endpoint_in_use_is_a_clear_error():
+    from ewaste_stream.publish import PublishError
+
+    first = _publisher()
+    second = DecisionPublisher(first.bound_endpoint, "line1", "B", PublisherOptions(heartbeat_s=HB))
+    try:
+        with pytest.raises(PublishError, match=f"cannot publish on {first.bound_endpoint}: .*in use"):
+            second.start()
+    finally:
+        first.close()

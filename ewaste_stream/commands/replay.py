@@ -69,11 +69,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_model(cfg):  # noqa: ANN001, ANN202
-    from ..model import ModelLoadError, load_classifier
+    from ..model import ModelLoadError, classifier_from_config
 
     try:
-        return load_classifier(cfg.model.dir, backend=cfg.model.backend, device=cfg.model.device,
-                               threads=cfg.model.threads)
+        return classifier_from_config(cfg)  # logs device/backend/precision + a timed warm-up batch
     except (ModelLoadError, FileNotFoundError, ValueError) as exc:
         print(f"error: model {cfg.model.dir}: {exc}", file=sys.stderr)
         return None

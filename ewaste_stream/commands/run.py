@@ -77,13 +77,12 @@ def _run_daemon(cfg: Any) -> int:
     from loguru import logger
 
     from ..app import Daemon, run_daemon
-    from ..model import ModelLoadError, load_classifier
+    from ..model import ModelLoadError, classifier_from_config
     from ..publish import PublishError
     from ..sources import SourceOpenError
 
     try:
-        clf = load_classifier(cfg.model.dir, backend=cfg.model.backend, device=cfg.model.device,
-                              threads=cfg.model.threads)
+        clf = classifier_from_config(cfg)  # logs device/backend/precision + a timed warm-up batch
     except ModelLoadError as exc:
         logger.error(f"model.dir: {exc}")
         return 2

@@ -27,6 +27,11 @@ _EXPORTS = {
     "load_classifier": "backends",
     "OrtClassifier": "backends",
     "TorchClassifier": "backends",
+    "AccelOptions": "cuda",
+    "CudaTorchClassifier": "cuda",
+    "DevicePreprocessor": "gpu_preprocess",
+    "self_check": "selfcheck",
+    "classifier_from_config": "selfcheck",
 }
 
 __all__ = sorted(_EXPORTS)

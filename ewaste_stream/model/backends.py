@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from .base import Classifier
+    from .cuda import AccelOptions
 
 Backend = Literal["auto", "onnx", "torch"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -75,27 +76,34 @@ class OrtClassifier(_Base):
         import onnxruntime as ort
 
         info = load_model_info(model_dir)
-        super().__init__(info, device)
         path = weights_path(model_dir, info, "onnx")
+        if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            logger.warning("{}: device cuda asked for, but onnxruntime {} has no CUDA provider (install "
+                           "onnxruntime-gpu, or use backend torch); running ONNX Runtime on the CPU",
+                           path, ort.__version__)
+            device = "cpu"
+        super().__init__(info, device)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # no busy-waiting between batches: the detector and tracker share these cores
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        providers = ["CPUExecutionProvider"]
-        if device == "cuda":
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ModelLoadError(f"{path}: device cuda asked for, but this onnxruntime has no CUDA provider "
-                                     f"(install onnxruntime-gpu, or use --backend torch / --device cpu)")
-            providers = ["CUDAExecutionProvider", *providers]
+        providers: list = ["CPUExecutionProvider"]
+        if device == "cuda":  # heuristic cuDNN algorithms: no exhaustive search stalls on a new batch size
+            providers = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), *providers]
         try:
             self._sess = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:
             raise ModelLoadError(f"{path}: ONNX Runtime cannot load it ({exc}); re-export with "
                                  f"`ewaste-stream export {Path(model_dir)} --format onnx`") from None
         self._input = self._sess.get_inputs()[0].name
-        logger.info("classifier {}: onnxruntime {} threads={} ({})", info.name, providers[0], threads, path)
+        self.provider = self._sess.get_providers()[0]
+        if device == "cuda" and self.provider != "CUDAExecutionProvider":
+            logger.warning("{}: onnxruntime could not start its CUDA provider (CUDA/cuDNN libraries missing?); "
+                           "running on the CPU", path)
+            self.device = "cpu"
+        logger.info("classifier {}: onnxruntime {} threads={} ({})", info.name, self.provider, threads, path)
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         return self._sess.run(None, {self._input: x})[0]
@@ -145,10 +153,13 @@ def cuda_available() -> bool:
 
 
 def load_classifier(model_dir: str | Path, backend: Backend = "auto", device: Device = "auto", threads: int = 2,
-                    amp: bool = True, channels_last: bool = False) -> "Classifier":
+                    amp: bool = True, channels_last: bool = False, accel: "AccelOptions | None" = None) -> "Classifier":
     """The classifier for a model folder. ``auto`` backend: torch on CUDA when CUDA is
     available (and asked for by ``device``), else ONNX Runtime on the CPU (torch CPU if the
-    folder has no ONNX file). ``threads`` sets CPU inference threads."""
+    folder has no ONNX file). ``threads`` sets CPU inference threads. ``accel`` (precision,
+    compile, channels_last, batch buckets) configures the torch backend; on CUDA (or with
+    compile) it is :class:`~ewaste_stream.model.cuda.CudaTorchClassifier`, and without
+    ``accel`` ``amp``/``channels_last`` mean fp16 autocast / channels_last as before."""
     info = load_model_info(model_dir)
     if device == "cuda" and backend != "onnx" and not cuda_available():
         raise ModelLoadError(f"{model_dir}: device cuda asked for, but torch sees no CUDA device; use --device cpu")
@@ -163,9 +174,18 @@ def load_classifier(model_dir: str | Path, backend: Backend = "auto", device: De
             logger.warning("{}: no ONNX file; using the (slower) torch backend on {}", model_dir, device)
             backend = "torch"
     if backend == "onnx":
+        if accel is not None and accel.precision not in ("auto", "fp32"):
+            logger.info("precision {} applies to the torch backend; ONNX Runtime runs the fp32 graph", accel.precision)
         return OrtClassifier(model_dir, device=device, threads=threads)
     if device == "cpu":
         import torch
 
         torch.set_num_threads(int(threads))
+    if device == "cuda" or (accel is not None and accel.compile):
+        from .cuda import AccelOptions, CudaTorchClassifier
+
+        opts = accel or AccelOptions(precision="auto" if amp else "fp32", channels_last=channels_last)
+        return CudaTorchClassifier.from_folder(model_dir, device=device, opts=opts)
+    if accel is not None:
+        channels_last = accel.channels_last
     return TorchClassifier.from_folder(model_dir, device=device, amp=amp, channels_last=channels_last)

@@ -64,8 +64,7 @@ class BeltDetector:
         self.cfg = cfg
         self.camera = camera
         self.width, self.height = int(width), int(height)
-        self.ds = cfg.factor(self.height)
-        self.sw, self.sh = max(8, self.width // self.ds), max(8, self.height // self.ds)
+        self.ds, (self.sw, self.sh) = working_size(cfg, self.width, self.height)
         self.sx, self.sy = self.width / self.sw, self.height / self.sh  # small -> full px
         self.roi = _roi_px(cfg.roi, self.sw, self.sh)
         self.mean: np.ndarray | None = None  # float32 sh x sw x 3: the belt's average look
@@ -83,12 +82,16 @@ class BeltDetector:
             self._roi_mask = np.zeros((self.sh, self.sw), np.uint8)
             self._roi_mask[y0:y1, x0:x1] = 1
 
-    def analyse(self, frame: Frame) -> FrameAnalysis:
-        """Item mask and belt motion of one frame; updates the belt model."""
+    def analyse(self, frame: Frame, small: np.ndarray | None = None) -> FrameAnalysis:
+        """Item mask and belt motion of one frame; updates the belt model.
+
+        ``small``: the frame already shrunk by :func:`shrink` (e.g. on the decoding thread)."""
         if frame.width != self.width or frame.height != self.height:
             raise ValueError(f"camera {self.camera}: frame size changed from {self.width}x{self.height} "
                              f"to {frame.width}x{frame.height}")
-        small = self._small(frame.image)
+        if small is None or small.shape[:2] != (self.sh, self.sw):
+            small = shrink(frame.image, self.ds, (self.sw, self.sh))
+        small = cv2.transform(cv2.GaussianBlur(small, (3, 3), 0).astype(np.float32), _OPPONENT)
         if self.mean is None:
             self._init_model(small)
         lum, chroma, belt_lum = self._residual(small)
@@ -106,26 +109,14 @@ class BeltDetector:
         an = self.analyse(frame)
         return detections_from_mask(an, self.cfg)
 
-    # -- belt model -------------------------------------------------------------------------
-    def _small(self, image: np.ndarray) -> np.ndarray:
-        img, ds = image, self.ds
-        while ds % 2 == 0 and ds > 1:  # halving with INTER_AREA is ~7x faster than one /4 step
-            img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
-            ds //= 2
-        if img.shape[1] != self.sw or img.shape[0] != self.sh:
-            img = cv2.resize(img, (self.sw, self.sh), interpolation=cv2.INTER_AREA)
-        return cv2.GaussianBlur(img, (3, 3), 0).astype(np.float32)
-
+    # -- belt model (in brightness / opponent-colour space: mean of B, G, R; B - G; R - G) ----
     def _residual(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Signed brightness difference from the belt, the largest colour difference (grey
-        levels), and the belt's own brightness."""
+        """Signed brightness difference from the belt, the colour difference (grey levels,
+        the larger of the two opponent-colour differences), and the belt's own brightness."""
         assert self.mean is not None
-        diff = cv2.subtract(small, self.mean)
-        b, g, r = cv2.split(diff)
-        lum = (b + g + r) * np.float32(1.0 / 3.0)
-        chroma = cv2.max(cv2.max(cv2.absdiff(b, lum), cv2.absdiff(g, lum)), cv2.absdiff(r, lum))
-        mb, mg, mr = cv2.split(self.mean)
-        return lum, chroma, (mb + mg + mr) * np.float32(1.0 / 3.0)
+        lum, d1, d2 = cv2.split(cv2.subtract(small, self.mean))
+        chroma = cv2.max(cv2.absdiff(d1, 0.0), cv2.absdiff(d2, 0.0))
+        return lum, chroma, cv2.extractChannel(self.mean, 0)
 
     def _init_model(self, small: np.ndarray) -> None:
         row = np.median(small, axis=1, keepdims=True)  # items rarely cover half of a row
@@ -168,6 +159,24 @@ class BeltDetector:
 
 
 _KERNEL5 = np.ones((5, 5), np.uint8)
+_OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [1.0, -1.0, 0.0], [0.0, -1.0, 1.0]], np.float32)  # from BGR
+
+
+def working_size(cfg: DetectorSection, width: int, height: int) -> tuple[int, tuple[int, int]]:
+    """(downscale factor, (w, h)) of the image the detector works on for this frame size."""
+    ds = cfg.factor(height)
+    return ds, (max(8, width // ds), max(8, height // ds))
+
+
+def shrink(image: np.ndarray, factor: int, size: tuple[int, int]) -> np.ndarray:
+    """The detector's working image: ``image`` made ``factor`` times smaller (uint8, INTER_AREA)."""
+    img = image
+    while factor % 2 == 0 and factor > 1:  # halving with INTER_AREA is ~7x faster than one /4 step
+        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        factor //= 2
+    if img.shape[1] != size[0] or img.shape[0] != size[1]:
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return img
 
 
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from .config import BeltMapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Config
 from .messages import BBox
 
 LEFT_TO_RIGHT = "left_to_right"
@@ -99,8 +102,11 @@ class BeltMap:
 
 def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     p = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-    h = np.hstack([p, np.ones((len(p), 1))]) @ m.T
-    return h[:, :2] / h[:, 2:3]
+    out = p @ m[:2, :2].T + m[:2, 2]
+    if m[2, 0] != 0.0 or m[2, 1] != 0.0 or m[2, 2] != 1.0:  # projective
+        w = p @ m[2, :2] + m[2, 2]
+        out = (p @ m[:2, :2].T + m[:2, 2]) / w[:, None]
+    return out
 
 
 def homography_from_marks(image_pts: Sequence[Sequence[float]], belt_pts: Sequence[Sequence[float]]) -> list[list[float]]:
@@ -127,19 +133,35 @@ def homography_from_marks(image_pts: Sequence[Sequence[float]], belt_pts: Sequen
 
 
 def mapping_from_meta(meta: Mapping[str, Any] | str | Path, camera_index: int) -> BeltMapping:
-    """A camera's mapping from a simulator ``PREFIX.meta.json`` (key ``cameras`` or ``mapping``).
+    """A camera's mapping from a simulator ``PREFIX.meta.json``.
 
-    Accepts per-camera entries with ``homography`` or ``offset``/``scale``; a missing entry
-    means identity (the simulator's cameras share the belt plane by default).
-    """
+    Reads ``cameras[i].image_to_belt`` (a 3x3 homography), or ``homography`` /
+    ``offset`` + ``scale`` entries; a camera the file does not describe maps with the
+    identity (the simulator's camera 0 is the belt plane itself)."""
     if not isinstance(meta, Mapping):
         meta = json.loads(Path(meta).read_text())
-    entries = meta.get("cameras") or meta.get("mapping") or []
+    entries = meta.get("cameras") or []
     if isinstance(entries, Mapping):
         entries = list(entries.values())
     if camera_index >= len(entries) or not isinstance(entries[camera_index], Mapping):
         return BeltMapping()
     entry = entries[camera_index]
-    entry = entry.get("mapping", entry) if isinstance(entry.get("mapping", entry), Mapping) else entry
-    fields = {k: entry[k] for k in ("homography", "offset", "scale") if k in entry and entry[k] is not None}
+    if isinstance(entry.get("mapping"), Mapping):
+        entry = entry["mapping"]
+    if entry.get("image_to_belt") is not None:
+        h = np.asarray(entry["image_to_belt"], dtype=np.float64)
+        return BeltMapping(homography=(h / h[2, 2]).tolist())
+    fields = {k: entry[k] for k in ("homography", "offset", "scale") if entry.get(k) is not None}
     return BeltMapping.model_validate(fields)
+
+
+def cameras_from_meta(meta: Mapping[str, Any] | str | Path, config: "Config") -> "Config":
+    """``config`` with each camera's mapping taken from a simulator meta file (camera i = file i)."""
+    if not isinstance(meta, Mapping):
+        meta = json.loads(Path(meta).read_text())
+    n = max(len(config.cameras), len(meta.get("cameras") or []))
+    from .replay import camera_config
+
+    config = camera_config(config, n)
+    cams = [c.model_copy(update={"mapping": mapping_from_meta(meta, i)}) for i, c in enumerate(config.cameras)]
+    return config.model_copy(update={"cameras": cams})

@@ -70,11 +70,14 @@ class Pipeline:
         self._high_water = False
 
     # -- public API ---------------------------------------------------------------------------
-    def process(self, frame: Frame) -> list[Decision]:
-        """One camera frame -> the decisions made in this step (also given to ``on_decision``)."""
+    def process(self, frame: Frame, small: np.ndarray | None = None) -> list[Decision]:
+        """One camera frame -> the decisions made in this step (also given to ``on_decision``).
+
+        ``small``: optional, the frame already shrunk for the detector (``detect.shrink`` with
+        ``detect.working_size``), e.g. by the decoding thread."""
         t0 = time.perf_counter()
         det = self._detector(frame)
-        an = det.analyse(frame)
+        an = det.analyse(frame, small)
         t1 = time.perf_counter()
         step = self.tracker.step(an)
         self.last_seen[frame.camera] = step

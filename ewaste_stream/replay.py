@@ -31,6 +31,7 @@ import numpy as np
 from loguru import logger
 
 from .config import CameraSection, Config
+from .detect import shrink, working_size
 from .messages import Decision, Frame, StatusEvent
 
 _EOF = object()
@@ -136,9 +137,12 @@ def camera_config(config: Config, n: int) -> Config:
 class _Reader(threading.Thread):
     """Decodes one file into a bounded queue (blocking) of ``(Frame, t_read)`` or ``_EOF``."""
 
-    def __init__(self, info: VideoInfo, depth: int, stop: threading.Event) -> None:
+    def __init__(self, info: VideoInfo, depth: int, stop: threading.Event, loops: int = 1,
+                 shrink_to: tuple[int, tuple[int, int]] | None = None) -> None:
         super().__init__(name=f"read-{info.camera}", daemon=True)
         self.info = info
+        self.loops = max(1, int(loops))
+        self.shrink_to = shrink_to  # (factor, size): also make the detector's small image here
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.stop = stop
         self.count = 0
@@ -147,28 +151,39 @@ class _Reader(threading.Thread):
     def run(self) -> None:
         import cv2
 
-        cap = cv2.VideoCapture(str(self.info.path))
+        i = 0  # frame index over all loops (stream time keeps running)
         try:
-            i = 0
+            for _ in range(self.loops):
+                n = self._one_pass(cv2.VideoCapture(str(self.info.path)), i)
+                i += n
+                if self.info.frames and n < self.info.frames - 1 and not self.stop.is_set():
+                    self.error = (f"{self.info.path}: ended after {n} of {self.info.frames} frames "
+                                  "(truncated or corrupt video)")
+                if self.error or self.stop.is_set():
+                    break
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            self.error = f"{self.info.path}: cannot decode: {exc}"
+        finally:
+            self._put(_EOF)
+
+    def _one_pass(self, cap, start: int) -> int:  # noqa: ANN001
+        n = 0
+        try:
             while not self.stop.is_set():
                 ok, img = cap.read()
                 if not ok or img is None:
                     break
-                t = (i - self.info.offset) / self.info.fps
-                i += 1
+                t = (start + n - self.info.offset) / self.info.fps
+                n += 1
                 if t < 0:
                     continue
                 frame = Frame(self.info.camera, self.count, t, img)
                 self.count += 1
-                self._put((frame, time.perf_counter()))
-            if self.info.frames and i < self.info.frames - 1 and not self.stop.is_set():
-                self.error = (f"{self.info.path}: ended after {i} of {self.info.frames} frames "
-                              "(truncated or corrupt video)")
-        except Exception as exc:  # noqa: BLE001 - reported to the caller
-            self.error = f"{self.info.path}: cannot decode: {exc}"
+                small = shrink(img, *self.shrink_to) if self.shrink_to else None
+                self._put((frame, time.perf_counter(), small))
         finally:
             cap.release()
-            self._put(_EOF)
+        return n
 
     def _put(self, item: object) -> None:
         while not self.stop.is_set():
@@ -191,10 +206,10 @@ def _merged(readers: list[_Reader], on_end: Callable[[_Reader, float], None]):
         if item is _EOF:
             on_end(readers[k], last_t[k])
             return
-        frame, t_read = item
+        frame = item[0]
         last_t[k] = frame.t
         n += 1
-        heapq.heappush(heap, (frame.t, k, n, (frame, t_read)))
+        heapq.heappush(heap, (frame.t, k, n, item))
 
     for k in range(len(readers)):
         pull(k)
@@ -264,7 +279,7 @@ class _Pacer(threading.Thread):
                     return
                 batch, t_read = self.buf.popleft()
             for f in batch:
-                yield f, t_read
+                yield f, t_read, None
 
 
 def rss_mb() -> float:
@@ -282,11 +297,12 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
                  on_status: Callable[[StatusEvent], None] | None = None,
                  realtime: bool = False, annotate: str | Path | None = None,
                  boot_id: str | None = None, on_frame: Callable[[Frame, Any], None] | None = None,
-                 stop: threading.Event | None = None) -> ReplaySummary:
+                 stop: threading.Event | None = None, loops: int = 1) -> ReplaySummary:
     """Run video files through a fresh :class:`Pipeline`; see the module doc.
 
     Raises ``ReplayError`` (before anything runs) when a file cannot be opened. Errors met
     later (a file ending early) are in ``summary.errors``; what was decided is kept.
+    ``loops`` > 1 plays the files again and again (stream time runs on; for soak tests).
     """
     from .pipeline import Pipeline
 
@@ -320,7 +336,7 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
             pacer.start()
             source = pacer.frames()
         else:
-            readers = [_Reader(i, 8, stop) for i in infos]
+            readers = [_Reader(i, 8, stop, loops, working_size(config.detector, i.width, i.height)) for i in infos]
             for r in readers:
                 r.start()
 
@@ -337,11 +353,11 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
                     pipe.camera_ended(r.info.camera, t)
 
             source = _merged(readers, ended)
-        for frame, t_read in source:
+        for frame, t_read, small in source:
             if stop.is_set():
                 break
             cur["t_read"] = t_read
-            decisions = pipe.process(frame)
+            decisions = pipe.process(frame, small)
             frames[frame.camera] += 1
             t_end = max(t_end, frame.t)
             if on_frame is not None:

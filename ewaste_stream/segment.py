@@ -94,16 +94,8 @@ def split_piece(piece: Piece, neck_ratio: float, min_radius: float) -> list[Piec
     parts = split_touching(piece.mask, neck_ratio, min_radius)
     if len(parts) == 1:
         return [piece]
-    out = []
-    for part in parts:
-        ys, xs = np.nonzero(part)
-        if len(xs) == 0:
-            continue
-        bx0, by0 = int(xs.min()), int(ys.min())
-        crop = np.ascontiguousarray(part[by0:int(ys.max()) + 1, bx0:int(xs.max()) + 1])
-        out.append(Piece(None, piece.x0 + bx0, piece.y0 + by0, crop, int(len(xs)),
-                         (float(xs.mean()) + piece.x0, float(ys.mean()) + piece.y0)))
-    return out
+    out = [piece_from_mask(None, part, piece.x0, piece.y0) for part in parts]
+    return [p for p in out if p is not None]
 
 
 def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: float,
@@ -145,8 +137,8 @@ def _inside_hull(frag: Piece, item: Piece) -> float:
     ix0, iy0, ix1, iy1 = item.box
     if fx1 <= ix0 or ix1 <= fx0 or fy1 <= iy0 or iy1 <= fy0:
         return 0.0
-    ys, xs = np.nonzero(item.mask)
-    hull = cv2.convexHull(np.column_stack([xs + item.x0, ys + item.y0]).astype(np.int32))
+    contours, _ = cv2.findContours(item.mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = cv2.convexHull(np.vstack(contours).reshape(-1, 2) + np.array([item.x0, item.y0], np.int32))
     canvas = np.zeros((frag.mask.shape[0], frag.mask.shape[1]), np.uint8)
     cv2.fillPoly(canvas, [hull - np.array([frag.x0, frag.y0], np.int32)], 1)
     return float((canvas & frag.mask).sum()) / max(1, frag.area)
@@ -183,9 +175,9 @@ def _compact(a: Piece, b: Piece, gap: int, neck_ratio: float, min_radius: float)
 
 def _union(a: Piece, b: Piece, key: int | None) -> Piece:
     (x0, y0), (ma, mb) = _canvas(a, b, 0)
-    m = ma | mb
-    ys, xs = np.nonzero(m)
-    return Piece(key, x0, y0, m, int(len(xs)), (float(xs.mean()) + x0, float(ys.mean()) + y0))
+    out = piece_from_mask(key, ma | mb, x0, y0)
+    assert out is not None
+    return out
 
 
 def _clip(p: Prior, w: int, h: int, pad: int = 0) -> tuple[int, int, int, int]:
@@ -235,13 +227,20 @@ def _piece(owner: np.ndarray, value: int, p: Prior, slack: int, w: int, h: int) 
     if x1 <= x0 or y1 <= y0:
         return None
     sub = (owner[y0:y1, x0:x1] == value).astype(np.uint8)
-    ys, xs = np.nonzero(sub)
-    if len(xs) == 0:
+    return piece_from_mask(p.key, sub, x0, y0)
+
+
+def piece_from_mask(key: int | None, mask: np.ndarray, x0: int, y0: int) -> Piece | None:
+    """The piece of the set pixels of ``mask`` (a crop whose top-left is at x0, y0)."""
+    bx, by, bw, bh = cv2.boundingRect(mask)
+    if bw == 0 or bh == 0:
         return None
-    bx0, bx1, by0, by1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
-    crop = np.ascontiguousarray(sub[by0:by1, bx0:bx1])
-    cx, cy = float(xs.mean()) + x0, float(ys.mean()) + y0
-    return Piece(p.key, x0 + bx0, y0 + by0, crop, int(len(xs)), (cx, cy))
+    crop = np.ascontiguousarray(mask[by:by + bh, bx:bx + bw])
+    mo = cv2.moments(crop, binaryImage=True)
+    if mo["m00"] <= 0:
+        return None
+    cx, cy = mo["m10"] / mo["m00"] + bx + x0, mo["m01"] / mo["m00"] + by + y0
+    return Piece(key, x0 + bx, y0 + by, crop, int(round(mo["m00"])), (float(cx), float(cy)))
 
 
 def split_touching(mask: np.ndarray, neck_ratio: float = 0.6, min_radius: float = 2.5) -> list[np.ndarray]:

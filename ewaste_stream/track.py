@@ -21,6 +21,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Mapping
 
+import cv2
 import numpy as np
 
 from .config import DetectorSection, TrackerSection
@@ -384,16 +385,14 @@ def _merge_footprint(view: CameraView, piece: Piece, keep: int) -> None:
     x0, y0 = min(view.x0, piece.x0), min(view.y0, piece.y0)
     x1, y1 = max(view.x0 + ow, piece.x0 + pw), max(view.y0 + oh, piece.y0 + ph)
     age = np.full((y1 - y0, x1 - x0), EMPTY, np.uint8)
-    old = view.age.astype(np.int16) + 1
-    old[view.age == EMPTY] = EMPTY
+    old = cv2.add(view.age, 1)  # saturates: EMPTY stays EMPTY
     old[old > keep] = EMPTY
-    age[view.y0 - y0:view.y0 - y0 + oh, view.x0 - x0:view.x0 - x0 + ow] = old.astype(np.uint8)
+    age[view.y0 - y0:view.y0 - y0 + oh, view.x0 - x0:view.x0 - x0 + ow] = old
     sub = age[piece.y0 - y0:piece.y0 - y0 + ph, piece.x0 - x0:piece.x0 - x0 + pw]
     sub[piece.mask > 0] = 0
-    ys, xs = np.nonzero(age != EMPTY)
-    bx0, bx1, by0, by1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
-    view.age = np.ascontiguousarray(age[by0:by1, bx0:bx1])
-    view.x0, view.y0 = x0 + bx0, y0 + by0
+    bx, by, bw, bh = cv2.boundingRect((age != EMPTY).astype(np.uint8))
+    view.age = np.ascontiguousarray(age[by:by + bh, bx:bx + bw])
+    view.x0, view.y0 = x0 + bx, y0 + by
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:

@@ -20,9 +20,9 @@ SAMPLE = REPO / "samples" / "belt_val_demo"
 W, H, FPS = 640, 360, 30.0
 
 
-def _items() -> list[SynthItem]:
+def _items(n: int = 10) -> list[SynthItem]:
     out, x = [], -60.0
-    for i in range(10):
+    for i in range(n):
         out.append(SynthItem(i + 1, cx=x, cy=70.0 + 110 * (i % 3), w=70, h=50, angle=15.0 * i, cls=i % 5))
         if i % 3 == 2:
             x -= 120.0
@@ -137,3 +137,44 @@ def test_sample_video_end_to_end_with_default_model():
     assert res["matched"] >= 0.9 * res["items"]
     assert res["duplicates"] + res["phantoms"] <= 0.15 * res["items"]
     assert s.latency_ms_p99 is not None and s.latency_ms_p99 <= 1000.0 / meta["fps"] + 1e-6
+
+
+def _two_cameras(tmp_path: Path, frames0: int, frames1: int) -> list[Path]:
+    """Two frame-synchronous views of one belt (camera 1: brighter, noisier), cut to lengths."""
+    belt = SynthBelt(W, H, seed=2, speed=lambda k: 12.0)
+    rng = np.random.default_rng(0)
+    paths = [tmp_path / "two.cam0.mp4", tmp_path / "two.cam1.mp4"]
+    writers = [cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (W, H)) for p in paths]
+    for k in range(max(frames0, frames1)):
+        img = belt.frame(k, _items(27))[0]
+        if k < frames0:
+            writers[0].write(img)
+        if k < frames1:
+            noisy = np.clip(img.astype(np.int16) * 1.06 + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+            writers[1].write(noisy)
+    for w in writers:
+        w.release()
+    return paths
+
+
+@pytest.mark.parametrize("cut", ["cam1", "cam0"])
+def test_one_camera_ends_early_the_other_decides_the_rest(tmp_path, cut):
+    full, short = 135, 60
+    paths = _two_cameras(tmp_path, full if cut == "cam1" else short, short if cut == "cam1" else full)
+    single = []
+    replay_files([paths[0] if cut == "cam1" else paths[1]], _cfg(), ColourClassifier(), on_decision=single.append)
+    got, statuses = [], []
+    s = replay_files(paths, _cfg(), ColourClassifier(), on_decision=got.append, on_status=statuses.append)
+    assert len(single) >= 7
+    assert len(got) == len(single)  # one decision per item, none lost, no duplicates from two views
+    assert [d.seq for d in got] == list(range(1, len(got) + 1))
+    pairs = zip(sorted(d.t_cross for d in got), sorted(d.t_cross for d in single))
+    assert all(abs(a - b) <= 1.5 / FPS for a, b in pairs)  # the same items
+    t_cut = (short - 1) / FPS
+    early = [d for d in got if d.t_decided < t_cut - 2 / FPS]
+    late = [d for d in got if d.t_first > t_cut]  # came into view after the cut
+    assert len(single) >= 20 and early and late
+    assert all(set(d.views_by_camera) == {"cam0", "cam1"} for d in early)
+    assert all(set(d.views_by_camera) == {"cam0" if cut == "cam1" else "cam1"} for d in late)
+    assert any(st.kind.value == "source_lost" and st.source == cut for st in statuses)
+    assert s.frames[cut] == short and not s.errors

@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="pace the files to their fps and drop frames like a live camera (not deterministic)")
     p.add_argument("--summary-json", type=Path, default=None, help="also write the summary as JSON here")
+    p.add_argument("--calibration", type=Path, default=None, metavar="META.json",
+                   help="take each camera's image->belt mapping from a simulator meta file (camera i = file i)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,8 +35,15 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         if args.model is not None:
             cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"dir": args.model})})
+        if args.calibration is not None:
+            from ..geometry import cameras_from_meta
+
+            cfg = cameras_from_meta(args.calibration, cfg)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"error: --calibration {args.calibration}: {exc}", file=sys.stderr)
         return 2
     classifier = _load_model(cfg)
     if classifier is None:

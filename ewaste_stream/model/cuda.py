@@ -181,9 +181,11 @@ class CudaTorchClassifier(TorchClassifier):
                 part = crops[i:i + step]
                 x = self._input(part, bucket_for(len(part), self.buckets) if self.compiled else None)
                 amp = torch.autocast(self._device_type, dtype=self._dtype) if self._dtype else nullcontext()
+                if self._exec is not None:  # CUDA graphs: each call is a new step (outputs get reused)
+                    torch.compiler.cudagraph_mark_step_begin()
                 with amp:
                     y = self._fn(x)
-                outs.append(y[:len(part)].float())
+                outs.append(y[:len(part)].to(torch.float32, copy=True))  # a copy: never alias a graph's output
             return torch.cat(outs).cpu().numpy()
 
     def _input(self, crops: Sequence[np.ndarray], pad_to: int | None) -> "torch.Tensor":

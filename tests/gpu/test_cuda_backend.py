@@ -92,8 +92,7 @@ def test_production_archs_amp_close_to_fp32_cpu(timm_folder, arch, precision):
     gpu = load_classifier(timm_folder[arch], backend="torch", device=DEV,
                           accel=AccelOptions(precision=precision, channels_last=True)).predict(crops)
     assert np.isfinite(gpu).all()
-    assert np.abs(gpu - cpu).max() < 5e-2
-    assert (gpu.argmax(1) == cpu.argmax(1)).mean() >= 0.8
+    assert np.abs(gpu - cpu).max() < 5e-2  # random weights: near-uniform probabilities, argmax is noise
 
 
 @pytest.mark.slow
@@ -118,6 +117,7 @@ def test_compiled_warm_up_same_output_no_recompile(tiny, mode):
     t = threading.Thread(target=work)
     t.start()
     t.join()
+    assert sorted(results) == [1, 3, 8, 11]  # the thread did not die
     for n, got in results.items():
         assert np.abs(got - eager.predict(crops[:n])).max() < 1e-2
     assert counters["stats"]["unique_graphs"] == graphs

@@ -138,3 +138,24 @@ def test_compile_warm_up_covers_every_bucket_and_never_recompiles(folder):
     for n in (1, 2, 3, 4, 5, 7):  # 5 and 7 are split into 4 + rest and padded
         np.testing.assert_allclose(comp.predict(crops[:n]), eager.predict(crops[:n]), atol=1e-6)
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_cuda_graph_mode_runs_every_call_on_one_thread(folder, monkeypatch):
+    """With CUDA graphs (thread-local in PyTorch) warm-up and every predict run on the same
+    dedicated thread, whichever thread calls predict."""
+    import threading
+
+    seen: set[str] = set()
+    opts = AccelOptions(compile=True, compile_backend="eager", compile_mode="reduce-overhead", batch_sizes=(4,))
+    clf = CudaTorchClassifier.from_folder(folder, device="cpu", opts=opts)
+    real = clf._logits_of
+    monkeypatch.setattr(clf, "_logits_of", lambda crops: (seen.add(threading.current_thread().name), real(crops))[1])
+    crops = _crops(6, seed=9)
+    out: list[np.ndarray] = []
+    t = threading.Thread(target=lambda: out.append(clf.predict(crops)))
+    t.start()
+    t.join()
+    out.append(clf.predict(crops[:2]))
+    assert len(seen) == 1 and next(iter(seen)).startswith("cuda-infer")
+    np.testing.assert_allclose(out[1], out[0][:2], atol=1e-6)
+    clf.close()

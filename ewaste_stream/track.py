@@ -242,19 +242,26 @@ class Tracker:
         return out
 
     def _associate(self, an: FrameAnalysis, cam: _Camera, piece: Piece, taken: set[int]) -> Track:
-        """A new piece: another camera's track at that belt position, or a new track."""
+        """A new piece: another camera's track at that belt position, or a new track.
+
+        Matched by centroids (a perspective view inflates boxes): each centroid must lie in
+        the other's belt box; the closest such track wins."""
         bbox = an.to_full(piece.box)
         box = cam.map.box_to_belt(bbox)
-        best, best_iou = None, self.cfg.min_iou
+        u, v = _centroid_belt(cam, an, piece)
+        best, best_d = None, float("inf")
         for tr in self.tracks.values():
             if tr.id in taken or an.camera in tr.views or tr.state == TrackState.CLOSED:
                 continue
-            iou = _iou(box, tr.predicted_box(an.t, self.velocity))
-            if iou > best_iou:
-                best, best_iou = tr, iou
+            pb = tr.predicted_box(an.t, self.velocity)
+            pu = tr.predict_u(an.t, self.velocity)
+            if not (_inside((u, v), pb) and _inside((pu, tr.v), box)):
+                continue
+            d = (u - pu) ** 2 + (v - tr.v) ** 2
+            if d < best_d:
+                best, best_d = tr, d
         if best is not None:
             return best
-        u, v = _centroid_belt(cam, an, piece)
         tr = Track(self._next_id, t_first=an.t, t_last=an.t, u=u, v=v, box=box)
         if self.line_u is not None and u >= self.line_u:
             tr.born_past_line = True
@@ -393,6 +400,10 @@ def _merge_footprint(view: CameraView, piece: Piece, keep: int) -> None:
     bx, by, bw, bh = cv2.boundingRect((age != EMPTY).astype(np.uint8))
     view.age = np.ascontiguousarray(age[by:by + bh, bx:bx + bw])
     view.x0, view.y0 = x0 + bx, y0 + by
+
+
+def _inside(p: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
+    return box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:

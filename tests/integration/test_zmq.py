@@ -126,7 +126,7 @@ def test_heartbeat_loss_is_reported_when_the_daemon_dies():
     ctx = zmq.Context()
     raw = ctx.socket(zmq.PUB)  # a "daemon" that dies without a stopping heartbeat
     port = raw.bind_to_random_port("tcp://127.0.0.1")
-    sub = DecisionSubscriber(f"tcp://127.0.0.1:{port}", "line1")
+    sub = DecisionSubscriber(f"tcp://127.0.0.1:{port}", "line1", heartbeat_timeout_s=0.3)
     try:
         got = None
         for i in range(200):  # heartbeat until the subscription is live (bounded)

@@ -15,7 +15,11 @@ from .commands import COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ewaste-stream", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ewaste-stream",
+        description="Sort e-waste on a conveyor belt: cameras -> classifier -> one decision per item over ZeroMQ.",
+        epilog="Run `ewaste-stream COMMAND --help` for a command's options. Docs: README.md, docs/WIRE.md, docs/GPU.md.",
+    )
     parser.add_argument("--version", action="version", version=f"ewaste-stream {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -168,6 +168,16 @@ def _resume_path(cfg: TrainConfig, work: Path) -> Path | None:
     return Path(cfg.resume)
 
 
+def _reschedule(scheduler, cfg: TrainConfig) -> None:
+    """Apply the config's schedule to a restored scheduler: a run may be resumed with a longer
+    schedule (e.g. ``--epochs 14 --t0 14``). The scheduler is stepped with explicit epochs, so
+    the new cosine takes over from the current epoch."""
+    old = (scheduler.T_0, scheduler.T_mult, scheduler.eta_min)
+    scheduler.T_0, scheduler.T_i, scheduler.T_mult, scheduler.eta_min = cfg.t0, cfg.t0, cfg.t_mult, cfg.eta_min
+    if old != (cfg.t0, cfg.t_mult, cfg.eta_min):
+        logger.info("schedule changed on resume: T_0/T_mult/eta_min {} -> {}", old, (cfg.t0, cfg.t_mult, cfg.eta_min))
+
+
 def train(run: Run) -> ckpt.TrainState:
     """Run (or continue) the epochs; writes last.pt every epoch, best.pt on improvement and
     epoch_NNN.pt every ``checkpoint_every`` epochs into the work dir. Returns the bookkeeping."""
@@ -181,6 +191,7 @@ def train(run: Run) -> ckpt.TrainState:
     resume = _resume_path(cfg, work)
     if resume is not None:
         state = ckpt.restore_full(ckpt.load(resume), resume, model, optimizer, scheduler, scaler)
+        _reschedule(scheduler, cfg)
         logger.info("resumed from {} at epoch {} (best {:.4f} at epoch {})", resume, state.epoch + 1,
                     state.best_score, state.best_epoch + 1)
     ds, loader = make_loader(run)

@@ -125,6 +125,12 @@ class Batcher:
             out.append([self.pending.popleft() for _ in range(n)])
         return out
 
+    def retarget(self, old: int, new: int) -> None:
+        """Views of track ``old`` now belong to track ``new`` (the tracks were one item)."""
+        from dataclasses import replace
+
+        self.pending = deque(replace(j, track_id=new) if j.track_id == old else j for j in self.pending)
+
     def drop(self, track_id: int) -> None:
         self.pending = deque(j for j in self.pending if j.track_id != track_id)
 

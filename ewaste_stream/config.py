@@ -119,7 +119,6 @@ class TrackerSection(_Section):
     min_hits: int = Field(2, ge=1)  # detections before a track is confirmed
     max_speed_px: float = Field(120.0, gt=0)  # per frame, along the belt: faster measurements are ignored
     slack: float = Field(0.017, ge=0, le=0.5)  # an item's pixels may stray this far (x frame height) from prediction
-    min_iou: float = Field(0.2, gt=0, lt=1)  # belt-box overlap that joins a camera's new piece to a track
     min_shift_confidence: float = Field(0.02, ge=0, le=1)  # weaker belt-motion measurements: keep the last
     min_contrast: float = Field(1.6, ge=0)  # a new item differs from the belt by this x the threshold on average
     join_gap: float = Field(0.006, ge=0, le=0.1)  # a new fragment this close (x frame height) to a compact item joins it
@@ -161,6 +160,7 @@ class LaneSection(_Section):
 class DecisionSection(_Section):
     line_position: float = Field(0.75, gt=0, lt=1)  # fraction of frame width along the belt
     line_camera: str | None = None  # camera whose picture line_position refers to (default: the first)
+    line_x: float | None = None  # or: the line's position along the belt in belt coordinates (overrides the two above)
     direction: Literal["left_to_right", "right_to_left"] = "left_to_right"
     actuator_distance_m: float = Field(0.5, ge=0)  # decision line -> actuator
     belt_speed_mps: float | None = Field(None, gt=0)  # None: estimated from the tracker

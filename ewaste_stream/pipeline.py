@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -80,6 +81,7 @@ class Pipeline:
         an = det.analyse(frame, small)
         t1 = time.perf_counter()
         step = self.tracker.step(an)
+        self._merge(step.merged)
         self.last_seen[frame.camera] = step
         t2 = time.perf_counter()
         self._take_views(frame, step)
@@ -164,6 +166,8 @@ class Pipeline:
         pos = dec.line_position if dec.direction == "left_to_right" else 1.0 - dec.line_position
         bmap = self.tracker.camera_map(frame.camera)
         u, _ = bmap.to_belt(np.array([[pos * frame.width, frame.height / 2.0]]))[0]
+        if dec.line_x is not None:  # given in belt coordinates; u grows along the travel
+            u = dec.line_x if dec.direction == "left_to_right" else -dec.line_x
         self.tracker.line_u = float(u)
         self.factory.belt_extent = bmap.view_extent(frame.width, frame.height)
 
@@ -267,6 +271,18 @@ class Pipeline:
             logger.opt(exception=exc).error(f"decision sink failed on seq {decision.seq}: {exc}")
             self._status(StatusKind.SINK_ERROR, "on_decision", t, str(exc))
         return decision
+
+    def _merge(self, merged: list[tuple[int, int]]) -> None:
+        """Two tracks were one item (see ``Tracker._dedupe``): the kept one gets the other's votes."""
+        for drop, keep in merged:
+            self.obs.setdefault(keep, []).extend(self.obs.pop(drop, []))
+            self.selector.forget(drop)
+            n = self.waiting.pop(drop, 0)
+            if n:
+                self.waiting[keep] = self.waiting.get(keep, 0) + n
+                self.batcher.retarget(drop, keep)
+                for batch in self.worker.inflight:
+                    batch.jobs = [j if j.track_id != drop else replace(j, track_id=keep) for j in batch.jobs]
 
     def _forget(self, closed: list[Track]) -> None:
         for tr in closed:

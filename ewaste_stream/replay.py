@@ -311,7 +311,7 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
     config = camera_config(config, len(paths))
     infos = [probe(p, c.id, c.frame_offset, c.fps) for p, c in zip(paths, config.cameras)]
     boot_id = boot_id or replay_boot_id(infos, config, str(classifier.sha256))
-    wall_lat: list[float] = []
+    wall_lat: deque[float] = deque(maxlen=100_000)
     cur = {"t_read": 0.0}
 
     def decided(d: Decision) -> None:

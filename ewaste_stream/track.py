@@ -30,7 +30,8 @@ from .geometry import BeltMap
 from .messages import BBox
 from .segment import Piece, Prior, join_fragments, segment, split_piece
 
-EMPTY = np.uint8(255)  # footprint age of a pixel the item does not cover
+EMPTY = np.uint8(255)
+FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item  # footprint age of a pixel the item does not cover
 
 
 class TrackState(str, enum.Enum):
@@ -103,6 +104,7 @@ class TrackStep:
     crossed: list[Track]  # crossed the decision line in this step
     lost: list[Track]  # not seen for too long while in view (not yet decided)
     closed: list[Track]  # gone for good
+    merged: list[tuple[int, int]] = field(default_factory=list)  # (absorbed, kept): two tracks were one item
 
 
 @dataclass(slots=True)
@@ -212,8 +214,13 @@ class Tracker:
             tr = self._associate(an, cam, piece, {t.id for t, _ in seen})
             seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
         cam.last_t = an.t
+        merged = self._dedupe(an.t) if len(self.cams) > 1 else []
+        if merged:
+            gone = {a for a, _ in merged}
+            seen = [(t, v) for t, v in seen if t.id not in gone]
+            crossed = [t for t in crossed if t.id not in gone]
         lost, closed = self._expire(an.t)
-        return TrackStep(an.camera, an.t, seen, crossed, lost, closed)
+        return TrackStep(an.camera, an.t, seen, crossed, lost, closed, merged)
 
     def _shift(self, cam: _Camera, an: FrameAnalysis) -> tuple[float, float]:
         """Image shift of this camera since its previous frame; updates the belt velocity."""
@@ -312,6 +319,45 @@ class Tracker:
         tr.t_cross, tr.cross_bbox, tr.cross_v = t_cross, bbox, tr.v
         crossed.append(tr)
 
+    # -- one item, two tracks (several cameras) ---------------------------------------------
+    def _dedupe(self, t: float) -> list[tuple[int, int]]:
+        """With several cameras on the same stretch of belt, a real item is seen by all of
+        them: a track seen by one camera only that lies mostly inside a track the other
+        cameras see (in belt coordinates) is a piece of that item one camera split off."""
+        active = set(self.active_cameras())
+        live = [tr for tr in self.tracks.values() if tr.state != TrackState.CLOSED and not tr.lost]
+        out: list[tuple[int, int]] = []
+        for small in live:
+            if len(small.views) != 1 or small.state == TrackState.DECIDED or small.id not in self.tracks:
+                continue
+            (cam_id,) = small.views
+            box = small.predicted_box(t, self.velocity)
+            area = small.views[cam_id].area
+            for big in live:
+                others = [(c, v) for c, v in big.views.items() if c != cam_id and c in active]
+                if (big.id == small.id or big.id not in self.tracks or not others
+                        or area > FRAGMENT_SHARE * max(v.area for _, v in others)
+                        or max(_overlap(box, self._view_box(c, v, t)) for c, v in others) < 0.5):
+                    continue
+                self._absorb(big, small)
+                out.append((small.id, big.id))
+                break
+        return out
+
+    def _view_box(self, cam_id: str, view: CameraView, t: float) -> tuple[float, float, float, float]:
+        """Where a camera's last view of an item is on the belt now."""
+        u0, v0, u1, v1 = self.cams[cam_id].map.box_to_belt(view.bbox)
+        du = self.velocity * (t - view.t)
+        return u0 + du, v0, u1 + du, v1
+
+    def _absorb(self, keep: Track, drop: Track) -> None:
+        for cam_id, view in drop.views.items():
+            if cam_id not in keep.views or view.area > keep.views[cam_id].area:
+                keep.views[cam_id] = view
+        keep.t_first = min(keep.t_first, drop.t_first)
+        drop.state = TrackState.CLOSED
+        del self.tracks[drop.id]
+
     # -- loss and clean-up --------------------------------------------------------------------
     def frame_dt(self) -> float:
         dts = [c.dt for c in self.cams.values() if c.dt]
@@ -400,6 +446,14 @@ def _merge_footprint(view: CameraView, piece: Piece, keep: int) -> None:
     bx, by, bw, bh = cv2.boundingRect((age != EMPTY).astype(np.uint8))
     view.age = np.ascontiguousarray(age[by:by + bh, bx:bx + bw])
     view.x0, view.y0 = x0 + bx, y0 + by
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Share of box a inside box b."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    area = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
+    return 0.0 if w <= 0 or h <= 0 else w * h / max(area, 1e-9)
 
 
 def _inside(p: tuple[float, float], box: tuple[float, float, float, float]) -> bool:

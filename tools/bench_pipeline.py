@@ -110,11 +110,23 @@ def run(argv: list[str] | None = None) -> int:
     clf = load_classifier(cfg.model.dir, backend=cfg.model.backend, device=cfg.model.device, threads=cfg.model.threads)
     t_model = time.perf_counter() - t0
     decisions: list = []
-    summary = replay_files(videos, cfg, clf, on_decision=decisions.append, loops=args.loops)
+    keep = args.loops == 1  # a soak keeps no decisions (they would be the memory growth it measures)
+    rss_trace: list[tuple[float, float]] = []  # (video s, RSS MB) every 10 s of video
+
+    def sample(frame, _decisions) -> None:  # noqa: ANN001
+        if frame.camera == summary_camera and frame.seq % max(1, int(round(10 * fps))) == 0:
+            rss_trace.append((round(frame.t, 1), rss_mb()))
+
+    from ewaste_stream.replay import probe
+
+    first = probe(videos[0], "cam0")
+    summary_camera, fps = first.camera, first.fps
+    summary = replay_files(videos, cfg, clf, on_decision=decisions.append if keep else lambda d: None,
+                           loops=args.loops, on_frame=sample)
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    if args.out is not None:
+    if args.out is not None and keep:
         args.out.write_text("".join(encode_decision(d).decode() + "\n" for d in decisions))
     frames = max(summary.frames.values(), default=0)
     result = {
@@ -128,7 +140,7 @@ def run(argv: list[str] | None = None) -> int:
         "stage_s": summary.stage_s, "inference_s": summary.inference_s,
         "latency_stream_ms": {"p50": summary.latency_ms_p50, "p99": summary.latency_ms_p99},
         "latency_wall_ms": {"p50": summary.wall_latency_ms_p50, "p99": summary.wall_latency_ms_p99},
-        "rss_mb": {"start": rss0, "after_replay": summary.rss_mb_end},
+        "rss_mb": {"start": rss0, "after_replay": summary.rss_mb_end, "every_10_video_s": rss_trace},
         "model": clf.name, "rejects": summary.rejects, "errors": summary.errors,
         "score": _score(videos, decisions, args.loops),
     }
@@ -139,6 +151,8 @@ def run(argv: list[str] | None = None) -> int:
         print(f"wall incl. start-up {wall:.2f} s (model load {t_model:.2f} s): {result['realtime_factor']:.2f}x "
               f"real time, {result['frames_per_s']} frames/s, {result['items_per_s']} items/s; "
               f"CPU {cpu:.1f} s ({result['cpu_per_video_s']:.2f} CPU-s per video second)")
+        if len(rss_trace) > 1:
+            print("RSS (MB) every 10 s of video: " + " ".join(f"{m:.0f}" for _, m in rss_trace))
         if result["score"]:
             print("score: " + json.dumps(result["score"], sort_keys=True))
     return 1 if summary.errors else 0

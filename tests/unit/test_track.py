@@ -180,3 +180,18 @@ def test_split_touching(shapes, parts):
 def test_piece_box():
     p = Piece(None, 3, 4, np.ones((5, 6), np.uint8), 30, (5.5, 6.0))
     assert p.box == (3, 4, 9, 9)
+
+
+def test_fragment_seen_by_one_camera_only_joins_the_item_the_other_camera_sees_whole():
+    det = DetectorSection(min_area=40, min_area_frac=0.0)
+    tr = Tracker(TrackerSection(), {"cam0": BeltMap.identity(), "cam1": BeltMap.identity()}, LINE, det)
+    merged = []
+    for k in range(30):
+        x = -70 + 8 * k
+        whole = [(x, 70, x + 60, 110)]
+        split = [(x, 70, x + 12, 110), (x + 16, 70, x + 60, 110)]  # a dark band hides 4 px of it
+        for cam, rects in (("cam0", whole), ("cam1", split)):
+            merged += tr.step(_an(k, rects, (8.0, 0.0) if k else None, camera=cam)).merged
+    live = [t for t in tr.tracks.values()]
+    assert len(live) == 1 and set(live[0].views) == {"cam0", "cam1"}
+    assert tr.created - len(merged) == 1

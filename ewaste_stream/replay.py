@@ -329,6 +329,7 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
         annotator = Annotator(annotate, infos[0].fps, (infos[0].width, infos[0].height), pipe)
     t_end = 0.0
     frames = {i.camera: 0 for i in infos}
+    finished: dict[str, float] = {}  # camera -> time of its last frame (its file ended)
     pacer, readers = None, []
     try:
         if realtime:
@@ -340,22 +341,22 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
             for r in readers:
                 r.start()
 
-            finished: set[str] = set()
-
             def ended(r: _Reader, t: float) -> None:
-                finished.add(r.info.camera)
+                finished[r.info.camera] = t
                 if r.error:
                     errors.append(r.error)
                     logger.error(r.error)
-                if len(finished) < len(readers):
-                    logger.warning(f"camera {r.info.camera}: {r.info.path.name} ended at t={t:.3f} s; "
-                                   "deciding from the other camera(s)")
-                    pipe.camera_ended(r.info.camera, t)
 
             source = _merged(readers, ended)
+        reported: set[str] = set()
         for frame, t_read, small in source:
             if stop.is_set():
                 break
+            for cam, t_cam in list(finished.items()) if not realtime else []:
+                if cam not in reported and frame.t > t_cam + 1e-9:  # the others go on: it ended early
+                    reported.add(cam)
+                    logger.warning(f"camera {cam}: its file ended at t={t_cam:.3f} s; deciding from the other camera(s)")
+                    pipe.camera_ended(cam, frame.t)
             cur["t_read"] = t_read
             decisions = pipe.process(frame, small)
             frames[frame.camera] += 1

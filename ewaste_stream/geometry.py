@@ -165,3 +165,15 @@ def cameras_from_meta(meta: Mapping[str, Any] | str | Path, config: "Config") ->
     config = camera_config(config, n)
     cams = [c.model_copy(update={"mapping": mapping_from_meta(meta, i)}) for i, c in enumerate(config.cameras)]
     return config.model_copy(update={"cameras": cams})
+
+
+def box_overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """Share of box a (x0, y0, x1, y1) inside box b."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    area = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
+    return 0.0 if w <= 0 or h <= 0 else w * h / max(area, 1e-9)
+
+
+def point_in_box(p: Sequence[float], box: Sequence[float]) -> bool:
+    return box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]

@@ -17,9 +17,7 @@ and tracking on the caller's thread, the classifier on the pipeline's inference 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
-import queue
 import threading
 import time
 from collections import deque
@@ -31,25 +29,11 @@ import numpy as np
 from loguru import logger
 
 from .config import CameraSection, Config
-from .detect import shrink, working_size
+from .detect import working_size
 from .messages import Decision, Frame, StatusEvent
+from .videofiles import FileReader, Pacer, ReplayError, VideoInfo, merged_frames, probe, rss_mb
 
-_EOF = object()
-
-
-class ReplayError(RuntimeError):
-    """A video that cannot be replayed; the message names the file."""
-
-
-@dataclass(frozen=True, slots=True)
-class VideoInfo:
-    path: Path
-    camera: str
-    fps: float
-    frames: int  # as the container reports it (0 if unknown)
-    width: int
-    height: int
-    offset: int  # frames this camera lags the first one
+__all__ = ["ReplayError", "ReplaySummary", "VideoInfo", "format_summary", "probe", "replay_files", "rss_mb"]
 
 
 @dataclass(slots=True)
@@ -93,26 +77,6 @@ class ReplaySummary:
         return out
 
 
-def probe(path: str | Path, camera: str, offset: int = 0, fps_override: float | None = None) -> VideoInfo:
-    """Open a video to read its fps, size and length; ``ReplayError`` naming the file if it cannot."""
-    import cv2
-
-    p = Path(path)
-    if not p.is_file():
-        raise ReplayError(f"{p}: video file not found")
-    cap = cv2.VideoCapture(str(p))
-    try:
-        ok, img = cap.read() if cap.isOpened() else (False, None)
-        if not ok or img is None:
-            raise ReplayError(f"{p}: cannot decode this video (not a video file, or corrupt)")
-        fps = fps_override or float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        if not (0 < fps <= 1000):
-            raise ReplayError(f"{p}: the video does not report a frame rate; set cameras[].fps in the config")
-        return VideoInfo(p, camera, fps, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), img.shape[1], img.shape[0], offset)
-    finally:
-        cap.release()
-
-
 def replay_boot_id(infos: Sequence[VideoInfo], config: Config, model_sha: str) -> str:
     """Deterministic per input: same files (name, size), config and model -> same boot id."""
     h = hashlib.sha256(f"{config.sha256()}|{model_sha}".encode())
@@ -134,164 +98,6 @@ def camera_config(config: Config, n: int) -> Config:
     return config.model_copy(update={"cameras": cams})
 
 
-class _Reader(threading.Thread):
-    """Decodes one file into a bounded queue (blocking) of ``(Frame, t_read)`` or ``_EOF``."""
-
-    def __init__(self, info: VideoInfo, depth: int, stop: threading.Event, loops: int = 1,
-                 shrink_to: tuple[int, tuple[int, int]] | None = None) -> None:
-        super().__init__(name=f"read-{info.camera}", daemon=True)
-        self.info = info
-        self.loops = max(1, int(loops))
-        self.shrink_to = shrink_to  # (factor, size): also make the detector's small image here
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.stop = stop
-        self.count = 0
-        self.error: str | None = None
-
-    def run(self) -> None:
-        import cv2
-
-        i = 0  # frame index over all loops (stream time keeps running)
-        try:
-            for _ in range(self.loops):
-                n = self._one_pass(cv2.VideoCapture(str(self.info.path)), i)
-                i += n
-                if self.info.frames and n < self.info.frames - 1 and not self.stop.is_set():
-                    self.error = (f"{self.info.path}: ended after {n} of {self.info.frames} frames "
-                                  "(truncated or corrupt video)")
-                if self.error or self.stop.is_set():
-                    break
-        except Exception as exc:  # noqa: BLE001 - reported to the caller
-            self.error = f"{self.info.path}: cannot decode: {exc}"
-        finally:
-            self._put(_EOF)
-
-    def _one_pass(self, cap, start: int) -> int:  # noqa: ANN001
-        n = 0
-        try:
-            while not self.stop.is_set():
-                ok, img = cap.read()
-                if not ok or img is None:
-                    break
-                t = (start + n - self.info.offset) / self.info.fps
-                n += 1
-                if t < 0:
-                    continue
-                frame = Frame(self.info.camera, self.count, t, img)
-                self.count += 1
-                small = shrink(img, *self.shrink_to) if self.shrink_to else None
-                self._put((frame, time.perf_counter(), small))
-        finally:
-            cap.release()
-        return n
-
-    def _put(self, item: object) -> None:
-        while not self.stop.is_set():
-            try:
-                self.q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-
-def _merged(readers: list[_Reader], on_end: Callable[[_Reader, float], None]):
-    """Frames of all readers in stream-time order (ties: camera order)."""
-    heap: list[tuple[float, int, int, Any]] = []
-    last_t = [0.0] * len(readers)
-    n = 0
-
-    def pull(k: int) -> None:
-        nonlocal n
-        item = readers[k].q.get()
-        if item is _EOF:
-            on_end(readers[k], last_t[k])
-            return
-        frame = item[0]
-        last_t[k] = frame.t
-        n += 1
-        heapq.heappush(heap, (frame.t, k, n, item))
-
-    for k in range(len(readers)):
-        pull(k)
-    while heap:
-        _, k, _, item = heapq.heappop(heap)
-        yield item
-        pull(k)
-
-
-class _Pacer(threading.Thread):
-    """Realtime: decodes all files frame by frame at their fps into a drop-oldest buffer."""
-
-    def __init__(self, infos: list[VideoInfo], depth: int, stop: threading.Event) -> None:
-        super().__init__(name="pacer", daemon=True)
-        self.infos = infos
-        self.buf: deque = deque(maxlen=depth)
-        self.cv = threading.Condition()
-        self.stop = stop
-        self.dropped = dict.fromkeys((i.camera for i in infos), 0)
-        self.done = False
-        self.errors: list[str] = []
-
-    def run(self) -> None:
-        import cv2
-
-        caps = [cv2.VideoCapture(str(i.path)) for i in self.infos]
-        counts = [0] * len(caps)
-        t0 = time.perf_counter()
-        try:
-            i = 0
-            while not self.stop.is_set():
-                batch = []
-                for k, (cap, info) in enumerate(zip(caps, self.infos)):
-                    ok, img = cap.read()
-                    t = (i - info.offset) / info.fps
-                    if ok and img is not None and t >= 0:
-                        batch.append(Frame(info.camera, counts[k], t, img))
-                        counts[k] += 1
-                if not batch:
-                    break
-                i += 1
-                delay = t0 + batch[0].t - time.perf_counter()
-                if delay > 0:
-                    self.stop.wait(delay)
-                self._push(batch)
-        finally:
-            for cap in caps:
-                cap.release()
-            with self.cv:
-                self.done = True
-                self.cv.notify_all()
-
-    def _push(self, batch: list[Frame]) -> None:
-        with self.cv:
-            if len(self.buf) == self.buf.maxlen:
-                for f in self.buf[0][0]:
-                    self.dropped[f.camera] += 1
-            self.buf.append((batch, time.perf_counter()))
-            self.cv.notify_all()
-
-    def frames(self):
-        while True:
-            with self.cv:
-                while not self.buf and not self.done:
-                    self.cv.wait(0.1)
-                if not self.buf:
-                    return
-                batch, t_read = self.buf.popleft()
-            for f in batch:
-                yield f, t_read, None
-
-
-def rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024.0, 1)
-    except OSError:
-        pass
-    return 0.0
-
-
 def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # noqa: ANN001
                  on_decision: Callable[[Decision], None] | None = None,
                  on_status: Callable[[StatusEvent], None] | None = None,
@@ -304,90 +110,110 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
     later (a file ending early) are in ``summary.errors``; what was decided is kept.
     ``loops`` > 1 plays the files again and again (stream time runs on; for soak tests).
     """
-    from .pipeline import Pipeline
-
-    rss0 = rss_mb()
-    t_start = time.perf_counter()
+    rss0, t_start = rss_mb(), time.perf_counter()
     config = camera_config(config, len(paths))
     infos = [probe(p, c.id, c.frame_offset, c.fps) for p, c in zip(paths, config.cameras)]
-    boot_id = boot_id or replay_boot_id(infos, config, str(classifier.sha256))
-    wall_lat: deque[float] = deque(maxlen=100_000)
-    cur = {"t_read": 0.0}
-
-    def decided(d: Decision) -> None:
-        wall_lat.append(1000.0 * (time.perf_counter() - cur["t_read"]))
-        if on_decision is not None:
-            on_decision(d)
-
-    pipe = Pipeline(config, classifier, boot_id, decided, on_status)
+    run = _Replay(infos, config, classifier, boot_id or replay_boot_id(infos, config, str(classifier.sha256)),
+                  on_decision, on_status)
     stop = stop or threading.Event()
-    errors: list[str] = []
     annotator = None
     if annotate is not None:
         from .annotate import Annotator
 
-        annotator = Annotator(annotate, infos[0].fps, (infos[0].width, infos[0].height), pipe)
-    t_end = 0.0
-    frames = {i.camera: 0 for i in infos}
-    finished: dict[str, float] = {}  # camera -> time of its last frame (its file ended)
-    pacer, readers = None, []
+        annotator = Annotator(annotate, infos[0].fps, (infos[0].width, infos[0].height), run.pipe)
     try:
+        run.loop(run.source(realtime, loops, stop), stop, on_frame, annotator)
+    finally:
+        stop.set()
+        run.finish()
+        if annotator is not None:
+            annotator.close()
+    return run.summary(t_start, rss0)
+
+
+class _Replay:
+    """One replay: the pipeline, its frame sources and what is counted along the way."""
+
+    def __init__(self, infos: list[VideoInfo], config: Config, classifier, boot_id: str,  # noqa: ANN001
+                 on_decision: Callable[[Decision], None] | None,
+                 on_status: Callable[[StatusEvent], None] | None) -> None:
+        from .pipeline import Pipeline
+
+        self.infos, self.config = infos, config
+        self.on_decision = on_decision
+        self.pipe = Pipeline(config, classifier, boot_id, self._decided, on_status)
+        self.wall_lat: deque[float] = deque(maxlen=100_000)  # ms, frame read -> decision
+        self.t_read = 0.0
+        self.t_end = 0.0
+        self.frames = {i.camera: 0 for i in infos}
+        self.finished: dict[str, float] = {}  # camera -> time of its last frame (its file ended)
+        self.errors: list[str] = []
+        self.pacer: Pacer | None = None
+
+    def _decided(self, d: Decision) -> None:
+        self.wall_lat.append(1000.0 * (time.perf_counter() - self.t_read))
+        if self.on_decision is not None:
+            self.on_decision(d)
+
+    def source(self, realtime: bool, loops: int, stop: threading.Event):  # noqa: ANN201 - generator
         if realtime:
-            pacer = _Pacer(infos, max(c.queue_size for c in config.cameras), stop)
-            pacer.start()
-            source = pacer.frames()
-        else:
-            readers = [_Reader(i, 8, stop, loops, working_size(config.detector, i.width, i.height)) for i in infos]
-            for r in readers:
-                r.start()
+            self.pacer = Pacer(self.infos, max(c.queue_size for c in self.config.cameras), stop)
+            self.pacer.start()
+            return self.pacer.frames()
+        readers = [FileReader(i, 8, stop, loops, working_size(self.config.detector, i.width, i.height))
+                   for i in self.infos]
+        for r in readers:
+            r.start()
+        return merged_frames(readers, self._ended)
 
-            def ended(r: _Reader, t: float) -> None:
-                finished[r.info.camera] = t
-                if r.error:
-                    errors.append(r.error)
-                    logger.error(r.error)
+    def _ended(self, r: FileReader, t: float) -> None:
+        self.finished[r.info.camera] = t
+        if r.error:
+            self.errors.append(r.error)
+            logger.error(r.error)
 
-            source = _merged(readers, ended)
+    def loop(self, source, stop: threading.Event, on_frame, annotator) -> None:  # noqa: ANN001
         reported: set[str] = set()
         for frame, t_read, small in source:
             if stop.is_set():
                 break
-            for cam, t_cam in list(finished.items()) if not realtime else []:
+            for cam, t_cam in list(self.finished.items()):
                 if cam not in reported and frame.t > t_cam + 1e-9:  # the others go on: it ended early
                     reported.add(cam)
                     logger.warning(f"camera {cam}: its file ended at t={t_cam:.3f} s; deciding from the other camera(s)")
-                    pipe.camera_ended(cam, frame.t)
-            cur["t_read"] = t_read
-            decisions = pipe.process(frame, small)
-            frames[frame.camera] += 1
-            t_end = max(t_end, frame.t)
+                    self.pipe.camera_ended(cam, frame.t)
+            self.t_read = t_read
+            decisions = self.pipe.process(frame, small)
+            self.frames[frame.camera] += 1
+            self.t_end = max(self.t_end, frame.t)
             if on_frame is not None:
                 on_frame(frame, decisions)
-            if annotator is not None and frame.camera == infos[0].camera:
+            if annotator is not None and frame.camera == self.infos[0].camera:
                 annotator.write(frame, decisions)
-    finally:
-        stop.set()
-        cur["t_read"] = time.perf_counter()
+
+    def finish(self) -> None:
+        """Decide everything in flight and stop the classifier thread."""
+        self.t_read = time.perf_counter()
         try:
-            pipe.flush(t_end)
+            self.pipe.flush(self.t_end)
         finally:
-            pipe.close()
-            if annotator is not None:
-                annotator.close()
-    if pacer is not None:
-        errors.extend(pacer.errors)
-    stats = pipe.stats()
-    lat = np.asarray(wall_lat)
-    return ReplaySummary(
-        files=[str(i.path) for i in infos], frames=frames,
-        video_s=max(frames.values(), default=0) / infos[0].fps, wall_s=time.perf_counter() - t_start,
-        decisions=stats["decisions"], labels=stats["labels"], rejects=stats["rejects"],
-        latency_ms_p50=stats["latency_ms_p50"], latency_ms_p99=stats["latency_ms_p99"],
-        wall_latency_ms_p50=None if lat.size == 0 else round(float(np.percentile(lat, 50)), 2),
-        wall_latency_ms_p99=None if lat.size == 0 else round(float(np.percentile(lat, 99)), 2),
-        stage_s=stats["stage_s"], inference_s=stats["inference_s"], views=stats["views"],
-        dropped=dict(pacer.dropped) if pacer else {}, rss_mb_start=rss0, rss_mb_end=rss_mb(),
-        errors=errors, pipeline=stats)
+            self.pipe.close()
+        if self.pacer is not None:
+            self.errors.extend(self.pacer.errors)
+
+    def summary(self, t_start: float, rss0: float) -> ReplaySummary:
+        stats = self.pipe.stats()
+        lat = np.asarray(self.wall_lat)
+        return ReplaySummary(
+            files=[str(i.path) for i in self.infos], frames=self.frames,
+            video_s=max(self.frames.values(), default=0) / self.infos[0].fps, wall_s=time.perf_counter() - t_start,
+            decisions=stats["decisions"], labels=stats["labels"], rejects=stats["rejects"],
+            latency_ms_p50=stats["latency_ms_p50"], latency_ms_p99=stats["latency_ms_p99"],
+            wall_latency_ms_p50=None if lat.size == 0 else round(float(np.percentile(lat, 50)), 2),
+            wall_latency_ms_p99=None if lat.size == 0 else round(float(np.percentile(lat, 99)), 2),
+            stage_s=stats["stage_s"], inference_s=stats["inference_s"], views=stats["views"],
+            dropped=dict(self.pacer.dropped) if self.pacer else {}, rss_mb_start=rss0, rss_mb_end=rss_mb(),
+            errors=self.errors, pipeline=stats)
 
 
 def format_summary(s: ReplaySummary) -> str:

@@ -22,12 +22,16 @@ All coordinates are px of the detector's downscaled image.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .track import CameraView
+
 _K3 = np.ones((3, 3), np.uint8)
+EMPTY = np.uint8(255)  # footprint age of a pixel the item does not cover
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,3 +288,30 @@ def _grow(m: np.ndarray, seeds: list[np.ndarray]) -> list[np.ndarray]:
         lab[take] = grown[take]
         todo &= ~take
     return [(lab == i).astype(np.uint8) for i in range(1, len(seeds) + 1)]
+
+
+# -- footprints: an item's pixels over its last few frames, moved with the belt ---------
+def move_footprint(view: "CameraView", shift: tuple[float, float], scale: tuple[float, float]) -> None:
+    """Move a footprint with the belt (whole downscaled px; the fraction carries over)."""
+    fx, fy = view.fx + shift[0] / scale[0], view.fy + shift[1] / scale[1]
+    ix, iy = int(round(fx)), int(round(fy))
+    view.x0 += ix
+    view.y0 += iy
+    view.fx, view.fy = fx - ix, fy - iy
+
+
+def merge_footprint(view: "CameraView", piece: Piece, keep: int) -> None:
+    """Age the old footprint by a frame, stamp the new piece, forget pixels older than ``keep``."""
+    ph, pw = piece.mask.shape
+    oh, ow = view.age.shape
+    x0, y0 = min(view.x0, piece.x0), min(view.y0, piece.y0)
+    x1, y1 = max(view.x0 + ow, piece.x0 + pw), max(view.y0 + oh, piece.y0 + ph)
+    age = np.full((y1 - y0, x1 - x0), EMPTY, np.uint8)
+    old = cv2.add(view.age, 1)  # saturates: EMPTY stays EMPTY
+    old[old > keep] = EMPTY
+    age[view.y0 - y0:view.y0 - y0 + oh, view.x0 - x0:view.x0 - x0 + ow] = old
+    sub = age[piece.y0 - y0:piece.y0 - y0 + ph, piece.x0 - x0:piece.x0 - x0 + pw]
+    sub[piece.mask > 0] = 0
+    bx, by, bw, bh = cv2.boundingRect((age != EMPTY).astype(np.uint8))
+    view.age = np.ascontiguousarray(age[by:by + bh, bx:bx + bw])
+    view.x0, view.y0 = x0 + bx, y0 + by

@@ -21,16 +21,15 @@ import enum
 from dataclasses import dataclass, field
 from typing import Mapping
 
-import cv2
 import numpy as np
 
 from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
-from .geometry import BeltMap
+from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
-from .segment import Piece, Prior, join_fragments, segment, split_piece
+from .segment import (EMPTY, Piece, Prior, join_fragments, merge_footprint, move_footprint, segment,
+                      split_piece)
 
-EMPTY = np.uint8(255)
 FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item  # footprint age of a pixel the item does not cover
 
 
@@ -186,7 +185,7 @@ class Tracker:
         for tr in self.tracks.values():
             view = tr.views.get(an.camera)
             if view is not None:
-                _move(view, shift, cam.scale)
+                move_footprint(view, shift, cam.scale)
         priors = self._priors(an.camera, cam)
         px = cam.scale[0] * cam.scale[1]
         min_area = self.det_cfg.min_item_area(cam.width, cam.height)  # full-res px
@@ -262,7 +261,7 @@ class Tracker:
                 continue
             pb = tr.predicted_box(an.t, self.velocity)
             pu = tr.predict_u(an.t, self.velocity)
-            if not (_inside((u, v), pb) and _inside((pu, tr.v), box)):
+            if not (point_in_box((u, v), pb) and point_in_box((pu, tr.v), box)):
                 continue
             d = (u - pu) ** 2 + (v - tr.v) ** 2
             if d < best_d:
@@ -292,7 +291,7 @@ class Tracker:
                               piece.area * sx * sy, truncated, entering, hits=0, at_side=at_side)
             tr.views[an.camera] = view
         else:
-            _merge_footprint(view, piece, self.footprint_frames)
+            merge_footprint(view, piece, self.footprint_frames)
             view.seq, view.t, view.bbox, view.centroid = an.frame_seq, an.t, bbox, cxy
             view.area, view.truncated, view.entering = piece.area * sx * sy, truncated, entering
             view.at_side = at_side
@@ -337,7 +336,7 @@ class Tracker:
                 others = [(c, v) for c, v in big.views.items() if c != cam_id and c in active]
                 if (big.id == small.id or big.id not in self.tracks or not others
                         or area > FRAGMENT_SHARE * max(v.area for _, v in others)
-                        or max(_overlap(box, self._view_box(c, v, t)) for c, v in others) < 0.5):
+                        or max(box_overlap(box, self._view_box(c, v, t)) for c, v in others) < 0.5):
                     continue
                 self._absorb(big, small)
                 out.append((small.id, big.id))
@@ -420,50 +419,3 @@ def _centroid_belt(cam: _Camera, an: FrameAnalysis, piece: Piece) -> tuple[float
     sx, sy = an.scale
     p = cam.map.to_belt(np.array([[(piece.centroid[0] + 0.5) * sx, (piece.centroid[1] + 0.5) * sy]]))[0]
     return float(p[0]), float(p[1])
-
-
-def _move(view: CameraView, shift: tuple[float, float], scale: tuple[float, float]) -> None:
-    """Move a footprint with the belt (whole downscaled px; the fraction carries over)."""
-    fx, fy = view.fx + shift[0] / scale[0], view.fy + shift[1] / scale[1]
-    ix, iy = int(round(fx)), int(round(fy))
-    view.x0 += ix
-    view.y0 += iy
-    view.fx, view.fy = fx - ix, fy - iy
-
-
-def _merge_footprint(view: CameraView, piece: Piece, keep: int) -> None:
-    """Age the old footprint by a frame, stamp the new piece, forget pixels older than ``keep``."""
-    ph, pw = piece.mask.shape
-    oh, ow = view.age.shape
-    x0, y0 = min(view.x0, piece.x0), min(view.y0, piece.y0)
-    x1, y1 = max(view.x0 + ow, piece.x0 + pw), max(view.y0 + oh, piece.y0 + ph)
-    age = np.full((y1 - y0, x1 - x0), EMPTY, np.uint8)
-    old = cv2.add(view.age, 1)  # saturates: EMPTY stays EMPTY
-    old[old > keep] = EMPTY
-    age[view.y0 - y0:view.y0 - y0 + oh, view.x0 - x0:view.x0 - x0 + ow] = old
-    sub = age[piece.y0 - y0:piece.y0 - y0 + ph, piece.x0 - x0:piece.x0 - x0 + pw]
-    sub[piece.mask > 0] = 0
-    bx, by, bw, bh = cv2.boundingRect((age != EMPTY).astype(np.uint8))
-    view.age = np.ascontiguousarray(age[by:by + bh, bx:bx + bw])
-    view.x0, view.y0 = x0 + bx, y0 + by
-
-
-def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Share of box a inside box b."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    area = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
-    return 0.0 if w <= 0 or h <= 0 else w * h / max(area, 1e-9)
-
-
-def _inside(p: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
-    return box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]
-
-
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)

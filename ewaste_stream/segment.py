@@ -135,6 +135,42 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
     return out, grown
 
 
+def absorb_inside(pieces: list[Piece], share: float, locked: set[int]) -> tuple[list[Piece], list[tuple[int, int]]]:
+    """Pieces of one item that became separate pieces (tracked or new): a piece lying at
+    least ``share`` inside the convex hull of a bigger one is part of it (items never
+    overlap), e.g. the parts of a dark item that broke up before it was fully in view, or
+    the rest of an item arriving beside a fragment of it that is tracked already.
+
+    The union keeps a track key: the bigger piece's, else the smaller's. Two tracked pieces
+    become one: ``(absorbed key, kept key)`` is returned; a ``locked`` key (a track decided
+    or crossing already) is never absorbed, so two locked pieces stay apart.
+    Returns the pieces left (largest first) and the absorbed track pairs."""
+    left = sorted(pieces, key=lambda p: -p.area)
+    merged: list[tuple[int, int]] = []
+    i = len(left) - 1
+    while i > 0:
+        small = left[i]
+        j = next((j for j in range(i) if _inside_hull(small, left[j]) >= share
+                  and _may_join(small.key, left[j].key, locked)), None)
+        if j is not None:
+            big = left[j]
+            keep = big.key if big.key is not None else small.key
+            if big.key is not None and small.key is not None:
+                if big.key in locked or small.key not in locked:
+                    merged.append((small.key, big.key))
+                else:
+                    keep = small.key
+                    merged.append((big.key, small.key))
+            left[j] = _union(big, small, keep)
+            del left[i]
+        i -= 1
+    return left, merged
+
+
+def _may_join(a: int | None, b: int | None, locked: set[int]) -> bool:
+    return a is None or b is None or not (a in locked and b in locked)
+
+
 def _inside_hull(frag: Piece, item: Piece) -> float:
     """Share of ``frag``'s pixels inside the convex hull of ``item``."""
     fx0, fy0, fx1, fy1 = frag.box

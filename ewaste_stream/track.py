@@ -38,10 +38,11 @@ from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
-from .segment import (EMPTY, Piece, Prior, join_fragments, merge_footprint, move_footprint, segment,
-                      split_piece)
+from .segment import (EMPTY, Piece, Prior, absorb_inside, join_fragments, merge_footprint, move_footprint,
+                      segment, split_piece)
 
-FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item  # footprint age of a pixel the item does not cover
+INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
+FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item
 
 
 class TrackState(str, enum.Enum):
@@ -211,8 +212,8 @@ class Tracker:
                for q in split_piece(p, self.cfg.split_neck_ratio, radius)]
         gap = int(round(self.cfg.join_gap * cam.height / cam.scale[1]))
         new, grown = join_fragments(new, tracked, gap, self.cfg.split_neck_ratio, radius)
+        tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new)  # type: ignore[arg-type]
         for piece in tracked:
-            piece = grown.get(piece.key, piece)  # type: ignore[arg-type]
             if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
                 tr = self.tracks[piece.key]  # type: ignore[index]
                 seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
@@ -224,13 +225,23 @@ class Tracker:
             tr = self._associate(an, cam, piece, {t.id for t, _ in seen})
             seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
         cam.last_t = an.t
-        merged = self._dedupe(an.t) if len(self.cams) > 1 else []
+        merged += self._dedupe(an.t) if len(self.cams) > 1 else []
         if merged:
             gone = {a for a, _ in merged}
             seen = [(t, v) for t, v in seen if t.id not in gone]
             crossed = [t for t in crossed if t.id not in gone]
         lost, closed = self._expire(an.t)
         return TrackStep(an.camera, an.t, seen, crossed, lost, closed, merged)
+
+    def _absorb_inside(self, pieces: list[Piece]) -> tuple[list[Piece], list[Piece], list[tuple[int, int]]]:
+        """Join pieces lying inside a bigger piece's outline (one item that broke up, see
+        :func:`segment.absorb_inside`); a track whose piece joined another's is absorbed by
+        it. Returns (tracked pieces, new pieces, (absorbed, kept) track ids)."""
+        locked = {k for k, tr in self.tracks.items() if tr.t_cross is not None or tr.state == TrackState.DECIDED}
+        pieces, merged = absorb_inside(pieces, INSIDE_SHARE, locked)
+        for drop, keep in merged:
+            self._absorb(self.tracks[keep], self.tracks[drop])
+        return [p for p in pieces if p.key is not None], [p for p in pieces if p.key is None], merged
 
     def _shift(self, cam: _Camera, an: FrameAnalysis) -> tuple[float, float]:
         """Image shift of this camera since its previous frame; updates the belt velocity."""

@@ -9,7 +9,7 @@ import pytest
 from ewaste_stream.config import DetectorSection, TrackerSection
 from ewaste_stream.detect import FrameAnalysis
 from ewaste_stream.geometry import BeltMap
-from ewaste_stream.segment import Piece, Prior, segment, split_touching
+from ewaste_stream.segment import Piece, Prior, absorb_inside, piece_from_mask, segment, split_touching
 from ewaste_stream.track import Tracker, TrackState
 
 W, H = 320, 180  # working resolution = full resolution (scale 1) in these tests
@@ -195,3 +195,49 @@ def test_fragment_seen_by_one_camera_only_joins_the_item_the_other_camera_sees_w
     live = [t for t in tr.tracks.values()]
     assert len(live) == 1 and set(live[0].views) == {"cam0", "cam1"}
     assert tr.created - len(merged) == 1
+
+
+def test_fragment_tracked_before_its_item_is_in_view_joins_it():
+    """A dark item with a bright rim and a bright middle: the middle is in view (and tracked)
+    while the rim still touches the picture's edge; once the rim is all in view, it joins the
+    middle's track instead of becoming a second track (a duplicate decision)."""
+    x, y, s, t = -70, 60, 48, 6
+    ring = [(x, y, s, t), (x, y + s - t, s, t), (x, y, t, s), (x + s - t, y, t, s)]
+    _, steps = _run(ring + [(x + 17, y + 17, 14, 14)], [8.0] * 45)
+    assert len({tr.id for st in steps for tr, _ in st.seen}) == 1
+    assert len([tr for st in steps for tr in st.crossed]) == 1
+
+
+def _piece(key, rects, locked=False):
+    m = np.zeros((80, 120), np.uint8)
+    for kind, args in rects:
+        if kind == "rect":
+            cv2.rectangle(m, *args, 1, -1)
+        else:
+            cv2.fillPoly(m, [np.array(args, np.int32)], 1)
+    return piece_from_mask(key, m, 0, 0)
+
+
+_RING = ("poly", [(10, 10), (70, 10), (70, 70), (10, 70), (10, 16), (64, 16), (64, 64), (16, 64), (16, 16), (10, 16)])
+_MIDDLE = ("rect", ((30, 30), (45, 45)))
+_BESIDE = ("rect", ((80, 10), (110, 70)))
+
+
+@pytest.mark.parametrize("keys,locked,left,merged", [
+    ((None, None), set(), [None], []),  # both new: one new piece
+    ((None, 7), set(), [7], []),  # the middle is tracked: the new rim takes its track
+    ((3, 7), set(), [3], [(7, 3)]),  # both tracked: the bigger keeps its id
+    ((3, 7), {7}, [7], [(3, 7)]),  # ... unless the smaller is decided already
+    ((3, 7), {3, 7}, [3, 7], []),  # two decided tracks are never joined
+])
+def test_absorb_inside(keys, locked, left, merged):
+    pieces = [_piece(keys[0], [_RING]), _piece(keys[1], [_MIDDLE])]
+    out, got = absorb_inside(pieces, 0.5, locked)
+    assert [p.key for p in out] == left and got == merged
+    if len(out) == 1:
+        assert out[0].area == pieces[0].area + pieces[1].area
+
+
+def test_absorb_inside_keeps_neighbours_apart():
+    out, got = absorb_inside([_piece(1, [_RING]), _piece(None, [_BESIDE])], 0.3, set())
+    assert sorted(p.key or 0 for p in out) == [0, 1] and got == []

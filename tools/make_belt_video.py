@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--belt-speed", type=int, default=None, help="belt px/frame (default ~1.7 widths/s)")
     p.add_argument("--lanes", type=int, default=4)
-    p.add_argument("--gap", type=int, default=2, help="items stay >= ~2*gap px apart")
+    p.add_argument("--gap", type=int, default=5, help="items stay >= ~2*gap px apart (default 5: >= 10 px)")
     defaults = Realism()
     g = p.add_argument_group("realism knobs (each on by default at a moderate level; 0 switches one off)")
     for name, text in _KNOBS.items():

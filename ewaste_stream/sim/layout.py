@@ -133,7 +133,7 @@ class BeltGeometry:
     fps: float
     line: float = 0.75  # decision line position, fraction of the width
     lanes: int = 4
-    gap: int = 2  # items are kept >= ~2*gap px apart (each mask is dilated by gap)
+    gap: int = 5  # items are kept >= ~2*gap px apart (each mask is dilated by gap): >= 10 px, as the issues say
 
 
 @dataclass(frozen=True, slots=True)

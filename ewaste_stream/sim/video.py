@@ -51,7 +51,7 @@ class VideoSpec(BaseModel):
     seed: int = 0
     belt_speed: int | None = Field(None, ge=1)  # px/frame; default ~1.7 frame widths per second
     lanes: int = Field(4, ge=1, le=16)
-    gap: int = Field(2, ge=0, le=50)  # items stay >= ~2*gap px apart
+    gap: int = Field(5, ge=0, le=50)  # items stay >= ~2*gap px apart (10 px: "may come within 10 px")
 
     @field_validator("size")
     @classmethod

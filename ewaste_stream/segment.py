@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _K3 = np.ones((3, 3), np.uint8)
 EMPTY = np.uint8(255)  # footprint age of a pixel the item does not cover
+BOX_SHARE = 0.9  # a piece this much inside a bigger piece's box needs only half the hull share to join it
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,7 @@ def absorb_inside(pieces: list[Piece], share: float, locked: set[int]) -> tuple[
     i = len(left) - 1
     while i > 0:
         small = left[i]
-        j = next((j for j in range(i) if _inside_hull(small, left[j]) >= share
+        j = next((j for j in range(i) if _belongs(small, left[j], share)
                   and _may_join(small.key, left[j].key, locked)), None)
         if j is not None:
             big = left[j]
@@ -165,6 +166,19 @@ def absorb_inside(pieces: list[Piece], share: float, locked: set[int]) -> tuple[
             del left[i]
         i -= 1
     return left, merged
+
+
+def _belongs(small: Piece, big: Piece, share: float) -> bool:
+    """``small`` lies ``share`` inside ``big``'s hull, or half that and within its box."""
+    inside = _inside_hull(small, big)
+    if inside >= share:
+        return True
+    if inside < share / 2:
+        return False
+    sx0, sy0, sx1, sy1 = small.box
+    bx0, by0, bx1, by1 = big.box
+    ov = max(0, min(sx1, bx1) - max(sx0, bx0)) * max(0, min(sy1, by1) - max(sy0, by0))
+    return ov >= BOX_SHARE * (sx1 - sx0) * (sy1 - sy0)
 
 
 def _may_join(a: int | None, b: int | None, locked: set[int]) -> bool:

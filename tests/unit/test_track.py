@@ -238,6 +238,19 @@ def test_absorb_inside(keys, locked, left, merged):
         assert out[0].area == pieces[0].area + pieces[1].area
 
 
+_L = ("poly", [(10, 10), (70, 10), (70, 25), (25, 25), (25, 70), (10, 70)])
+
+
+@pytest.mark.parametrize("small,joins", [
+    (("rect", ((38, 38), (62, 62))), True),  # a third inside the L's hull, all inside its box: a part of it
+    (("rect", ((36, 36), (76, 56))), False),  # as far inside its hull, reaching out of its box: a neighbour
+    (("rect", ((50, 50), (68, 68))), False),  # in the L's box, outside its hull: a neighbour in its corner
+])
+def test_absorb_inside_box_rule(small, joins):
+    out, _ = absorb_inside([_piece(1, [_L]), _piece(None, [small])], 0.5, set())
+    assert (len(out) == 1) == joins
+
+
 def test_absorb_inside_keeps_neighbours_apart():
     out, got = absorb_inside([_piece(1, [_RING]), _piece(None, [_BESIDE])], 0.3, set())
     assert sorted(p.key or 0 for p in out) == [0, 1] and got == []

@@ -75,4 +75,4 @@ def video_set(prefix: str | Path, class_names: Sequence[str]) -> EvalSet:
         cap.release()
     if not crops:
         raise DatasetError(f"--video {prefix}: no item crossed the line inside the video")
-    return EvalSet("video", crops, np.array(labels, dtype=np.int64), tuple(sources), tuple(ids))
+    return EvalSet(f"video_{Path(str(prefix)).name}", crops, np.array(labels, dtype=np.int64), tuple(sources), tuple(ids))

@@ -152,8 +152,15 @@ class EvalSet:
         return np.array([s not in leaked for s in self.sources], dtype=bool)
 
 
+def spread(samples: Sequence[Sample], limit: int | None) -> Sequence[Sample]:
+    """At most ``limit`` samples, evenly spaced (samples are sorted by class: all classes stay in)."""
+    if not limit or limit >= len(samples):
+        return samples
+    return samples[::-(-len(samples) // limit)][:limit]
+
+
 def photo_set(split: Split, limit: int | None = None) -> EvalSet:
-    samples = split.samples[:limit] if limit else split.samples
+    samples = spread(split.samples, limit)
     paths = tuple(str(s.path) for s in samples)
     return EvalSet("photo", [read_rgb(p) for p in paths], np.array([s.label for s in samples]), paths, paths)
 
@@ -161,7 +168,7 @@ def photo_set(split: Split, limit: int | None = None) -> EvalSet:
 def belt_set(split: Split, per_photo: int, seed: int, limit: int | None = None,
              out_size: int = EVAL_CROP_SIZE, cache_dir: str | Path | None = None) -> EvalSet:
     """``per_photo`` belt crops of every photo, deterministic in (seed, photo index, k)."""
-    samples = split.samples[:limit] if limit else split.samples
+    samples = spread(split.samples, limit)
     arr = render_crops([str(s.path) for s in samples], per_photo, seed, out_size, cache_dir)
     crops = [arr[i, k] for i in range(len(samples)) for k in range(per_photo)]
     labels = np.repeat([s.label for s in samples], per_photo).astype(np.int64)

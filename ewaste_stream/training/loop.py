@@ -19,7 +19,7 @@ from loguru import logger
 from . import checkpoint as ckpt
 from .config import TrainConfig, save_resolved
 from .data import Split, scan_root
-from .datasets import EvalSet, TrainSet, belt_set, photo_set
+from .datasets import EvalSet, TrainSet, belt_set, photo_set, spread
 from .evaluation import leak_check, torch_logits
 from .phases import ParamSplit, apply_phase, build_optimizer, count_trainable, freeze_idle_norms
 from .plots import training_curve_png
@@ -88,9 +88,7 @@ def setup(cfg: TrainConfig) -> Run:
 
 
 def make_loader(run: Run) -> tuple[TrainSet, torch.utils.data.DataLoader]:
-    samples = run.splits["train"].samples
-    if run.cfg.max_train_images:
-        samples = samples[::max(1, len(samples) // run.cfg.max_train_images)][:run.cfg.max_train_images]
+    samples = spread(run.splits["train"].samples, run.cfg.max_train_images)
     from .datasets import render_crops
     from .transforms import PhotoAug
 

@@ -1,6 +1,7 @@
 """dHash (as the dataset README defines it) and the train/eval leak finder."""
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from PIL import Image
 
 from ewaste_stream.training.leaks import dhash, find_leaks, hamming
 
-DATASET = Path("/work/shared/datasets/ewaste")
+# the dataset is staged in ../shared beside the checkout (dev machines and CI); EWASTE_DATA overrides
+DATASET = Path(os.environ.get("EWASTE_DATA", Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ewaste"))
 
 
 def _gradient(decreasing: bool) -> Image.Image:

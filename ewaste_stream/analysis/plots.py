@@ -8,17 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-
-def _figure(w: float = 6.4, h: float = 4.0):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(w, h), dpi=100, layout="constrained")
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+from ..plotting import new_figure as _figure
+from ..plotting import save_png as _save
 
 
 def histogram_by_outcome(values: np.ndarray, correct: np.ndarray, title: str, xlabel: str, path: Path,

@@ -1,4 +1,4 @@
-"""PNG plots: confusion matrices (raw + row-normalised) and the training curve (matplotlib, Agg)."""
+"""PNG plots: confusion matrices (raw + row-normalised) and the training curve."""
 
 from __future__ import annotations
 
@@ -7,22 +7,15 @@ from typing import Sequence
 
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ..plotting import new_figure, save_png
 
 
 def confusion_png(cm: Sequence[Sequence[int]], class_names: Sequence[str], path: str | Path, title: str = "") -> Path:
-    plt = _plt()
     raw = np.asarray(cm, dtype=np.int64)
     rows = raw.sum(axis=1, keepdims=True)
     norm = np.divide(raw, rows, out=np.zeros(raw.shape), where=rows > 0)
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
+    fig = new_figure(15, 6.5)
+    axes = fig.subplots(1, 2)
     for ax, data, fmt, sub in ((axes[0], raw, "d", "counts"), (axes[1], norm, ".2f", "row-normalised")):
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
         ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
@@ -35,19 +28,14 @@ def confusion_png(cm: Sequence[Sequence[int]], class_names: Sequence[str], path:
                 if data[i, j]:
                     ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=7,
                             color="white" if norm[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return p
+    return save_png(fig, path, dpi=90)
 
 
 def training_curve_png(history: Sequence[dict], path: str | Path) -> Path:
     """Loss, train/val accuracies and learning rate per epoch."""
-    plt = _plt()
     ep = [h["epoch"] for h in history]
-    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4))
+    fig = new_figure(15, 4)
+    a1, a2, a3 = fig.subplots(1, 3)
     a1.plot(ep, [h["loss"] for h in history], marker="o")
     a1.set_title("train loss")
     for key, label in (("train_acc", "train"), ("val_photo_acc", "val photo (leak-free)"),
@@ -63,9 +51,4 @@ def training_curve_png(history: Sequence[dict], path: str | Path) -> Path:
     for a in (a1, a2, a3):
         a.set_xlabel("epoch")
         a.grid(alpha=0.3)
-    fig.tight_layout()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return p
+    return save_png(fig, path, dpi=90)

@@ -32,7 +32,7 @@ from .detect import BeltDetector
 from .geometry import BeltMap
 from .messages import Decision, Frame, Observation, StatusEvent, StatusKind
 from .track import Track, Tracker, TrackState, TrackStep
-from .vote import fuse, top_two
+from .vote import vote
 
 STAGES = ("detect", "track", "views", "wait", "decide")
 SIDE_QUALITY = 0.5  # vote weight of a view whose item touches the belt-side edge of the picture
@@ -143,9 +143,8 @@ class Pipeline:
         obs = self.obs.get(track_id)
         if not obs:
             return None
-        p = fuse(np.stack([o.probs for o in obs]), np.array([o.quality for o in obs]))
-        top, conf, _ = top_two(p)
-        return self.class_names[top], conf
+        res = vote(obs, self.class_names, self.config.vote)  # the same fusion the decision will use
+        return res.top_label, res.confidence
 
     # -- stages -------------------------------------------------------------------------------
     def _detector(self, frame: Frame) -> BeltDetector:

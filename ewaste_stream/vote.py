@@ -2,8 +2,20 @@
 
 Pure functions (no state, no I/O), table-tested in ``tests/unit/test_vote.py``.
 
-The fused distribution is the quality-weighted mean of the views' calibrated
-probabilities (a view's weight = its quality x its camera's weight). The verdict is the
+Within one camera, the fused distribution is the quality-weighted mean of its views'
+calibrated probabilities (consecutive frames of one camera are strongly correlated, so
+they are averaged). Across cameras, ``camera_fusion`` picks the rule:
+
+- ``mean``: one weighted mean over every view of every camera (a view's weight = its
+  quality x its camera's weight);
+- ``product``: each camera's mean is a separate piece of evidence (another angle, other
+  lighting), and the cameras are combined as independent experts: the normalised product
+  of the per-camera distributions, each raised to its camera weight x the mean quality of
+  its views. Two cameras that agree
+  make the verdict more confident; two that disagree send the item to the reject bin.
+  With one camera both rules give the same result.
+
+The verdict is the
 top class unless a check fails; the checks run in this order and the first failure names
 the ``reject_reason``:
 
@@ -52,6 +64,27 @@ def fuse(probs: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     return out / out.sum()
 
 
+def fuse_cameras(per_camera: Sequence[np.ndarray], weights: Sequence[float], rule: str) -> np.ndarray:
+    """Combine per-camera distributions ``[C]`` (each already fused over that camera's views).
+
+    ``rule``: ``"mean"`` (weighted mean) or ``"product"`` (normalised weighted geometric pooling,
+    ``prod_c p_c ** w_c``; probabilities are floored at 1e-6 so one camera's zero is a strong vote
+    against, not a veto)."""
+    if not per_camera:
+        raise ValueError("fuse_cameras: need at least one camera")
+    p = np.stack([np.asarray(q, dtype=np.float64) for q in per_camera])
+    w = np.asarray(weights, dtype=np.float64)
+    if rule == "mean":
+        return fuse(p, w)
+    if rule != "product":
+        raise ValueError(f"fuse_cameras: rule must be 'mean' or 'product', got {rule!r}")
+    if w.shape != (p.shape[0],) or np.any(w <= 0) or not np.isfinite(w).all():
+        raise ValueError(f"fuse_cameras: weights must be {p.shape[0]} finite numbers > 0")
+    logp = (w[:, None] * np.log(np.clip(p, 1e-6, 1.0))).sum(axis=0)
+    out = np.exp(logp - logp.max())
+    return out / out.sum()
+
+
 def top_two(p: np.ndarray) -> tuple[int, float, float]:
     """(index of the top class, its probability, margin over the second)."""
     order = np.argsort(-p, kind="stable")
@@ -75,9 +108,18 @@ def vote(observations: Sequence[Observation], class_names: Sequence[str], cfg: V
         if o.probs.shape != (n_cls,):
             raise ValueError(f"vote: observation has {o.probs.shape[0]} classes, the model has {n_cls}")
         by_cam[o.camera] = by_cam.get(o.camera, 0) + 1
-    if observations:
+    if observations and (cfg.camera_fusion == "mean" or len(by_cam) == 1):
         w = view_weights(observations, cfg.camera_weights)
         fused = fuse(np.stack([o.probs for o in observations]), w if w.sum() > 0 else None)
+    elif observations:
+        per_cam, cam_w = [], []
+        for cam in by_cam:  # first-seen order: deterministic
+            obs = [o for o in observations if o.camera == cam]
+            q = np.array([o.quality for o in obs], dtype=np.float64)
+            per_cam.append(fuse(np.stack([o.probs for o in obs]), q if q.sum() > 0 else None))
+            # a camera that only saw poor views (partial, blurred) is weaker evidence
+            cam_w.append(float(cfg.camera_weights.get(cam, 1.0)) * float(q.mean()))
+        fused = fuse_cameras(per_cam, cam_w, cfg.camera_fusion)
     else:
         fused = np.full(n_cls, 1.0 / n_cls)
     top, conf, margin = top_two(fused)

@@ -84,3 +84,32 @@ def test_camera_weights_and_quality_weight_the_mean():
 def test_wrong_number_of_classes_is_an_error():
     with pytest.raises(ValueError, match="classes"):
         vote([_obs([0.5, 0.5])], CLASSES, CFG)
+
+
+@pytest.mark.parametrize("rule", ["mean", "product"])
+def test_one_camera_gives_the_same_verdict_under_either_rule(rule):
+    obs = [_obs([0.7, 0.2, 0.1]), _obs([0.5, 0.4, 0.1], q=0.5)]
+    res = vote(obs, CLASSES, VoteSection(camera_fusion=rule))
+    assert res.probs["A"] == pytest.approx((0.7 + 0.5 * 0.5) / 1.5)
+
+
+def test_product_rule_agreeing_cameras_are_more_confident_than_either():
+    obs = [_obs([0.65, 0.25, 0.1], "cam0"), _obs([0.6, 0.2, 0.2], "cam1")]
+    cfg = VoteSection(min_confidence=0.7, min_margin=0.2, camera_fusion="mean")
+    assert vote(obs, CLASSES, cfg, cameras=2).reject_reason == RejectReason.LOW_CONFIDENCE
+    res = vote(obs, CLASSES, cfg.model_copy(update={"camera_fusion": "product"}), cameras=2)
+    assert res.label == "A" and res.confidence > 0.65
+    # by hand: 0.65*0.6 / (0.65*0.6 + 0.25*0.2 + 0.1*0.2)
+    assert res.probs["A"] == pytest.approx(0.39 / (0.39 + 0.05 + 0.02))
+
+
+def test_product_rule_disagreeing_cameras_go_to_the_reject_bin():
+    obs = [_obs([0.8, 0.15, 0.05], "cam0"), _obs([0.15, 0.8, 0.05], "cam1")]
+    res = vote(obs, CLASSES, VoteSection(camera_fusion="product"), cameras=2)
+    assert res.label == "reject" and res.reject_reason in (RejectReason.LOW_CONFIDENCE, RejectReason.LOW_MARGIN)
+
+
+def test_product_rule_a_zero_is_a_strong_vote_not_a_veto():
+    obs = [_obs([1.0, 0.0, 0.0], "cam0"), _obs([0.0, 1.0, 0.0], "cam1"), _obs([0.0, 1.0, 0.0], "cam1")]
+    res = vote(obs, CLASSES, VoteSection(camera_fusion="product"), cameras=2)
+    assert np.isfinite(list(res.probs.values())).all() and sum(res.probs.values()) == pytest.approx(1.0)

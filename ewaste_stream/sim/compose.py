@@ -290,7 +290,9 @@ def render_belt_crop(photo_rgb: np.ndarray, rng: np.random.Generator, out_size: 
     sprite = make_sprite(rgb, alpha, pose, realism, blur_px)
     sw, sh = sprite.size
     pad = int(0.3 * max(sw, sh)) + 8
-    ph, pw = min(sh + 2 * pad, REF_HEIGHT), min(sw + 2 * pad, 2 * REF_HEIGHT)
+    # the canvas must fit every bank it takes a window of (belt and noise 720x1440, vignette
+    # 720x1280); a small item on a wide white margin makes a sprite larger than that
+    ph, pw = min(sh + 2 * pad, REF_HEIGHT), min(sw + 2 * pad, REF_HEIGHT * 16 // 9)
     canvas = motion_blur(_bank_window(_belt_bank(realism.texture), ph, pw, rng), blur_px)
     ox, oy = (pw - sw) // 2, (ph - sh) // 2
     paste_sprite(canvas, sprite, ox, oy)

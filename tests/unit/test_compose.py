@@ -106,3 +106,15 @@ def test_render_belt_crop_centres_the_item_on_the_belt():
     assert abs(xs.mean() - 64) < 20 and abs(ys.mean() - 64) < 20  # ... around its centre
     corners = np.concatenate([crop[:6, :6].reshape(-1, 3), crop[-6:, -6:].reshape(-1, 3)])
     assert corners.mean() < 90  # and the margin is dark belt, not the white photo background
+
+
+@pytest.mark.parametrize("size,obj", [(96, 20), (150, 30), (64, 14)])
+def test_belt_crop_of_a_small_item_on_a_wide_white_margin(size, obj):
+    # the cut-out leaves a small silhouette, so the belt scale blows the whole tile up past
+    # the vignette bank's width (this raised "ValueError: high <= 0" before)
+    img = np.full((size, size, 3), 255, np.uint8)
+    o = (size - obj) // 2
+    img[o:o + obj, o:o + obj] = (40, 60, 200)
+    for s in range(4):
+        crop = render_belt_crop(img, np.random.default_rng([43, s, 0]), out_size=96)
+        assert crop.shape == (96, 96, 3) and crop.dtype == np.uint8

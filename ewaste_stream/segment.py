@@ -64,9 +64,12 @@ class Piece:
 
 
 def segment(fg: np.ndarray, priors: Sequence[Prior], slack: int, min_new_px: float,
-            upstream: int = 1) -> list[Piece]:
+            upstream: int = 1, near: int = 0, small_px: float = 0.0) -> list[Piece]:
     """Pieces of the item mask ``fg`` (uint8 HxW): one per prior that has pixels, plus new
-    ones. ``upstream``: items come in over the left (+1) or right (-1) edge."""
+    ones. ``upstream``: items come in over the left (+1) or right (-1) edge. A new piece
+    smaller than ``small_px`` within ``near`` px of one touching the upstream edge is
+    ``entering`` too: it is likely a fragment of the item coming in (split off by a dark
+    band), so it waits until the rest of that item is in view and can join it."""
     h, w = fg.shape
     owner = np.zeros((h, w), np.uint16)
     for i, p in enumerate(priors, start=1):
@@ -84,14 +87,30 @@ def segment(fg: np.ndarray, priors: Sequence[Prior], slack: int, min_new_px: flo
             pieces.append(piece)
     rest = ((owner == 0) & (fg > 0)).astype(np.uint8)
     n, labels, stats, cents = cv2.connectedComponentsWithStats(rest, connectivity=4)
+    entering = _entering_groups(rest, labels, n, near, upstream) if near > 0 and small_px > 0 else None
     for j in range(1, n):
         x, y, bw, bh, a = (int(v) for v in stats[j])
         edge = x == 0 if upstream > 0 else x + bw == w
+        edge = edge or (entering is not None and bool(entering[j]) and a < small_px)
         if a < min_new_px and not edge:
             continue
         crop = (labels[y:y + bh, x:x + bw] == j).astype(np.uint8)
         pieces.append(Piece(None, x, y, crop, a, (float(cents[j][0]), float(cents[j][1])), entering=edge))
     return pieces
+
+
+def _entering_groups(rest: np.ndarray, labels: np.ndarray, n: int, near: int, upstream: int) -> np.ndarray:
+    """bool per label of ``rest``: the component touches the upstream edge, or lies within
+    ``near`` px of one that does (through a chain of such components)."""
+    col = 0 if upstream > 0 else rest.shape[1] - 1
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * near + 1, 2 * near + 1))
+    _, groups = cv2.connectedComponents(cv2.dilate(rest, k), connectivity=8)
+    edge_groups = np.unique(groups[:, col])
+    hit = np.isin(groups, edge_groups[edge_groups > 0]) & (rest > 0)
+    out = np.zeros(n, bool)
+    out[np.unique(labels[hit])] = True
+    out[0] = False
+    return out
 
 
 def split_piece(piece: Piece, neck_ratio: float, min_radius: float) -> list[Piece]:
@@ -104,7 +123,7 @@ def split_piece(piece: Piece, neck_ratio: float, min_radius: float) -> list[Piec
 
 
 def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: float,
-                   min_radius: float) -> tuple[list[Piece], dict[int, Piece]]:
+                   min_radius: float, small: tuple[float, int] = (0.0, 0)) -> tuple[list[Piece], dict[int, Piece]]:
     """Join new pieces that are fragments of an item next to them (an item with dark parts
     shows as several pieces; new items come in over the upstream edge, not beside others).
 
@@ -124,8 +143,9 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
         target = next((("t", k, p) for k, p in tracked.items() if _inside_hull(frag, p) >= 0.5), None)
         cands = [("t", k, p) for k, p in tracked.items()] + [("n", i, p) for i, p in enumerate(left)]
         if target is None:
-            target = next((c for c in cands if _near(frag, c[2], gap)
-                           and _compact(frag, c[2], gap, neck_ratio, min_radius)), None)
+            g = max(gap, small[1]) if frag.area < small[0] else gap
+            target = next((c for c in cands if _near(frag, c[2], g)
+                           and _compact(frag, c[2], g, neck_ratio, min_radius)), None)
         if target is None:
             out.append(frag)
         elif target[0] == "t":

@@ -122,7 +122,7 @@ class TrackerSection(_Section):
     min_shift_confidence: float = Field(0.02, ge=0, le=1)  # weaker belt-motion measurements: keep the last
     min_contrast: float = Field(1.6, ge=0)  # a new item differs from the belt by this x the threshold on average
     min_contrast_area: float = Field(3.0, ge=1)  # ... when smaller than this x the min item area (bigger: a dark item)
-    join_gap: float = Field(0.006, ge=0, le=0.1)  # a new fragment this close (x frame height) to a compact item joins it
+    join_gap: float = Field(0.0, ge=0, le=0.1)  # a new fragment this close (x frame height) to a compact item joins it
     split_neck_ratio: float = Field(0.6, gt=0, le=1)  # a new region is cut where it narrows below this x item size
     split_min_radius: float = Field(0.014, gt=0, le=0.5)  # ... into parts at least this thick (x frame height)
     entering_near: float = Field(0.011, ge=0, le=0.1)  # a small new piece this close (x frame height) to an item still

@@ -33,15 +33,17 @@ def _p(rects) -> Piece:
     return p
 
 
-@pytest.mark.parametrize("frag,small,joined", [
-    ((71, 50, 77, 70), (0.0, 0), False),  # 1 px gap, rule off: stays apart
-    ((71, 50, 77, 70), (200.0, 2), True),  # 1 px gap, small fragment: joins the compact item
-    ((71, 50, 83, 70), (200.0, 2), False),  # 1 px gap but item-sized (240 px): a neighbour
-    ((75, 50, 81, 70), (200.0, 2), False),  # 4 px gap: a neighbour
+@pytest.mark.parametrize("frag,gap,small,joined", [
+    ((71, 50, 77, 70), 0, (0.0, 0), False),  # 1 px gap, rule off: stays apart
+    ((71, 50, 77, 70), 0, (200.0, 2), True),  # 1 px gap, small fragment: joins the compact item
+    ((71, 50, 83, 70), 0, (200.0, 2), False),  # 1 px gap but item-sized (240 px): a neighbour
+    ((75, 50, 81, 70), 0, (200.0, 2), False),  # 4 px gap: a neighbour
+    ((70, 50, 82, 70), 0, (200.0, 2), False),  # item-sized and touching (join_gap 0, the default): apart
+    ((70, 50, 82, 70), 1, (200.0, 2), True),  # ... join_gap 1 px joins it (merged neighbours on a busy belt)
 ])
-def test_join_fragments_small_fragment_within_near(frag, small, joined):
+def test_join_fragments_small_fragment_within_near(frag, gap, small, joined):
     body = _p([(20, 40, 70, 80)])
-    out, _ = join_fragments([body, _p([frag])], [], gap=1, neck_ratio=0.6, min_radius=2.5, small=small)
+    out, _ = join_fragments([body, _p([frag])], [], gap=gap, neck_ratio=0.6, min_radius=2.5, small=small)
     assert (len(out) == 1) is joined
 
 

@@ -124,7 +124,7 @@ class TrackerSection(_Section):
     min_contrast_area: float = Field(3.0, ge=1)  # ... when smaller than this x the min item area (bigger: a dark item)
     join_gap: float = Field(0.0, ge=0, le=0.1)  # a new fragment this close (x frame height) to a compact item joins it
     split_neck_ratio: float = Field(0.6, gt=0, le=1)  # a new region is cut where it narrows below this x item size
-    split_min_radius: float = Field(0.014, gt=0, le=0.5)  # ... into parts at least this thick (x frame height)
+    split_min_radius: float = Field(0.014, gt=0, le=0.5)  # ... into parts this thick (x frame height); thinner: no item
     entering_near: float = Field(0.011, ge=0, le=0.1)  # a small new piece this close (x frame height) to an item still
     entering_small: float = Field(4.0, ge=0)  # coming in (smaller than this x the min item area) waits to join it; 0 = off
 

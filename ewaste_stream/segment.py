@@ -317,6 +317,12 @@ def piece_from_mask(key: int | None, mask: np.ndarray, x0: int, y0: int) -> Piec
     return Piece(key, x0 + bx, y0 + by, crop, int(round(mo["m00"])), (float(cx), float(cy)))
 
 
+def inscribed_radius(mask: np.ndarray) -> float:
+    """Largest distance (px) from a set pixel of ``mask`` to the background: half its thickness."""
+    padded = cv2.copyMakeBorder((mask > 0).astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    return float(cv2.distanceTransform(padded, cv2.DIST_L2, 3).max())
+
+
 def split_touching(mask: np.ndarray, neck_ratio: float = 0.6, min_radius: float = 2.5) -> list[np.ndarray]:
     """Split a region made of several items that touch (a few px apart, merged in the mask).
 

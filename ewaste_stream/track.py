@@ -45,8 +45,8 @@ from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
-from .segment import (EMPTY, Piece, Prior, absorb_inside, join_fragments, merge_footprint, move_footprint,
-                      segment, split_piece)
+from .segment import (EMPTY, Piece, Prior, absorb_inside, inscribed_radius, join_fragments, merge_footprint,
+                      move_footprint, segment, split_piece)
 
 INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
 FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item
@@ -229,6 +229,8 @@ class Tracker:
             if (an.contrast is not None and piece.area * px < self.cfg.min_contrast_area * min_area
                     and _contrast(an.contrast, piece) < self.cfg.min_contrast):
                 continue  # barely off the belt all over: a bright or dark patch of the belt
+            if inscribed_radius(piece.mask) < radius:
+                continue  # a thin streak (a shadow's rim, a blurred edge), thinner than any item
             tr = self._associate(an, cam, piece, {t.id for t, _ in seen})
             seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
         cam.last_t = an.t

@@ -317,6 +317,13 @@ def piece_from_mask(key: int | None, mask: np.ndarray, x0: int, y0: int) -> Piec
     return Piece(key, x0 + bx, y0 + by, crop, int(round(mo["m00"])), (float(cx), float(cy)))
 
 
+def mean_contrast(contrast: np.ndarray, piece: Piece) -> float:
+    """Mean difference from the belt (in threshold units) over a piece's pixels."""
+    x0, y0, x1, y1 = piece.box
+    sub = contrast[y0:y1, x0:x1]
+    return float(sub[piece.mask > 0].mean()) if sub.size else 0.0
+
+
 def inscribed_radius(mask: np.ndarray) -> float:
     """Largest distance (px) from a set pixel of ``mask`` to the background: half its thickness."""
     padded = cv2.copyMakeBorder((mask > 0).astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)

@@ -45,8 +45,8 @@ from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
-from .segment import (EMPTY, Piece, Prior, absorb_inside, inscribed_radius, join_fragments, merge_footprint,
-                      move_footprint, segment, split_piece)
+from .segment import (EMPTY, Piece, Prior, absorb_inside, inscribed_radius, join_fragments, mean_contrast,
+                      merge_footprint, move_footprint, segment, split_piece)
 
 INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
 FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item
@@ -227,7 +227,7 @@ class Tracker:
             if not (min_area <= piece.area * px <= self.det_cfg.max_area):
                 continue  # a fragment, or not an item
             if (an.contrast is not None and piece.area * px < self.cfg.min_contrast_area * min_area
-                    and _contrast(an.contrast, piece) < self.cfg.min_contrast):
+                    and mean_contrast(an.contrast, piece) < self.cfg.min_contrast):
                 continue  # barely off the belt all over: a bright or dark patch of the belt
             if inscribed_radius(piece.mask) < radius:
                 continue  # a thin streak (a shadow's rim, a blurred edge), thinner than any item
@@ -442,13 +442,6 @@ class Tracker:
 def _px(cam: _Camera, frac: float) -> int:
     """A distance given as a fraction of the frame height, in the detector's px."""
     return int(round(frac * cam.height / cam.scale[1]))
-
-
-def _contrast(contrast: np.ndarray, piece: Piece) -> float:
-    """Mean difference from the belt (in threshold units) over a piece's pixels."""
-    x0, y0, x1, y1 = piece.box
-    sub = contrast[y0:y1, x0:x1]
-    return float(sub[piece.mask > 0].mean()) if sub.size else 0.0
 
 
 def _centroid_belt(cam: _Camera, an: FrameAnalysis, piece: Piece) -> tuple[float, float]:

@@ -87,7 +87,8 @@ def segment(fg: np.ndarray, priors: Sequence[Prior], slack: int, min_new_px: flo
             pieces.append(piece)
     rest = ((owner == 0) & (fg > 0)).astype(np.uint8)
     n, labels, stats, cents = cv2.connectedComponentsWithStats(rest, connectivity=4)
-    entering = _entering_groups(rest, labels, n, near, upstream) if near > 0 and small_px > 0 else None
+    small = (stats[1:, 4] < small_px).any() if near > 0 else False
+    entering = _entering_groups(rest, labels, n, near, upstream) if small else None
     for j in range(1, n):
         x, y, bw, bh, a = (int(v) for v in stats[j])
         edge = x == 0 if upstream > 0 else x + bw == w
@@ -103,12 +104,15 @@ def _entering_groups(rest: np.ndarray, labels: np.ndarray, n: int, near: int, up
     """bool per label of ``rest``: the component touches the upstream edge, or lies within
     ``near`` px of one that does (through a chain of such components)."""
     col = 0 if upstream > 0 else rest.shape[1] - 1
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * near + 1, 2 * near + 1))
-    _, groups = cv2.connectedComponents(cv2.dilate(rest, k), connectivity=8)
-    edge_groups = np.unique(groups[:, col])
-    hit = np.isin(groups, edge_groups[edge_groups > 0]) & (rest > 0)
     out = np.zeros(n, bool)
-    out[np.unique(labels[hit])] = True
+    if not rest[:, col].any():
+        return out
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * near + 1, 2 * near + 1))
+    ng, groups = cv2.connectedComponents(cv2.dilate(rest, k), connectivity=8)
+    edge = np.zeros(ng, bool)
+    edge[groups[:, col]] = True
+    edge[0] = False
+    out[labels[edge[groups] & (rest > 0)]] = True
     out[0] = False
     return out
 

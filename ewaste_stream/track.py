@@ -8,9 +8,10 @@ detector's mask is cut along those footprints (:mod:`ewaste_stream.segment`), wh
 neighbours a few px apart apart and an item with dark parts in one piece.
 
 New items: a region still touching the picture's upstream edge is only part of an item,
-so it becomes a track once it is all in view; then it is cut at narrow necks (items that
-came in touching), fragments inside or right next to a compact item join it, and regions
-that barely differ from the belt (a bright patch of the belt itself) are ignored.
+so it becomes a track once it is all in view (a small region beside it waits with it:
+``entering_near``/``entering_small``); then it is cut at narrow necks, small fragments
+right next to a compact item join it, and regions thinner than any item or that barely
+differ from the belt (its summed contrast too low: ``min_contrast_area``) are ignored.
 
 Tracks live in belt coordinates (``u`` along travel, ``v`` across; :mod:`geometry`), so a
 second camera's view of an item joins the same track: a new piece in one camera is matched
@@ -23,10 +24,6 @@ the centroid crosses the decision line or the track is lost) -> closed (out of v
 Pieces of one item (tracked or new) that lie inside a bigger piece's outline join it
 (:func:`segment.absorb_inside`): a dark item's fragment that was followed before the rest
 of the item came into view no longer becomes a second decision.
-
-A small new piece beside an item still coming into view waits for it and then joins it
-when the two are one compact shape (``entering_near``/``entering_small``); regions bigger
-than ``min_contrast_area`` x the min item area are items even with low contrast (dark items).
 
 Known limits (simulated 1280x720, 60 fps, ~36 items/s): ~3% missed (neighbours 10 px apart
 are 2.5 px at 1/4 scale and touch) and ~3.5% duplicates (cut-outs of several separate parts,
@@ -226,8 +223,7 @@ class Tracker:
         for piece in new:
             if not (min_area <= piece.area * px <= self.det_cfg.max_area):
                 continue  # a fragment, or not an item
-            if (an.contrast is not None and piece.area * px < self.cfg.min_contrast_area * min_area
-                    and mean_contrast(an.contrast, piece) < self.cfg.min_contrast):
+            if an.contrast is not None and self._faint(mean_contrast(an.contrast, piece), piece.area * px / min_area):
                 continue  # barely off the belt all over: a bright or dark patch of the belt
             if inscribed_radius(piece.mask) < radius:
                 continue  # a thin streak (a shadow's rim, a blurred edge), thinner than any item
@@ -241,6 +237,12 @@ class Tracker:
             crossed = [t for t in crossed if t.id not in gone]
         lost, closed = self._expire(an.t)
         return TrackStep(an.camera, an.t, seen, crossed, lost, closed, merged)
+
+    def _faint(self, contrast: float, size: float) -> bool:
+        """A region (``size`` x the min item area) is the belt: contrast below ``min_contrast`` and
+        summed contrast below ``min_contrast_area`` x that (bigger and faint: a dark item)."""
+        c = self.cfg
+        return contrast < c.min_contrast and contrast * size < c.min_contrast * c.min_contrast_area
 
     def _absorb_inside(self, pieces: list[Piece]) -> tuple[list[Piece], list[Piece], list[tuple[int, int]]]:
         """Join pieces lying inside a bigger piece's outline (one item that broke up, see

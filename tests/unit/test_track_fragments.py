@@ -90,6 +90,8 @@ def _run_contrast(rect, level, **kw):
     ((-60, 60, 40, 40), 1.2, {}, 1),  # a big dark item: low contrast all over, still an item
     ((-60, 60, 40, 40), 1.2, {"min_contrast_area": 1e9}, 0),  # the old rule dropped it
     ((-20, 60, 10, 8), 1.2, {}, 0),  # a small low-contrast patch: the belt
+    ((-20, 60, 13, 10), 1.2, {}, 0),  # 3.25 x min area at 1.2: summed contrast 3.9 < 3 x 1.6, the belt
+    ((-20, 60, 13, 10), 1.5, {}, 1),  # ... at 1.5: 4.9 >= 4.8, an item
     ((-20, 60, 10, 8), 3.0, {}, 1),  # a small item with contrast
 ])
 def test_low_contrast_regions(rect, level, kw, tracks):

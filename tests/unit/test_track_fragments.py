@@ -12,6 +12,7 @@ from ewaste_stream.segment import Piece, join_fragments, piece_from_mask, segmen
 from test_track import FPS, _mask, _run, _tracker
 
 
+@pytest.mark.parametrize("upstream", [1, -1])
 @pytest.mark.parametrize("gap,frag_w,near,small_px,waits", [
     (2, 6, 3, 200, True),  # a small piece beside an item coming in: a fragment of it, it waits
     (2, 6, 0, 200, False),  # rule off (near 0)
@@ -19,12 +20,14 @@ from test_track import FPS, _mask, _run, _tracker
     (2, 12, 3, 200, False),  # big enough to be an item of its own: it does not wait
     (8, 6, 3, 200, False),  # far from the item coming in: a neighbour
 ])
-def test_segment_small_piece_near_an_entering_item_waits(gap, frag_w, near, small_px, waits):
+def test_segment_small_piece_near_an_entering_item_waits(gap, frag_w, near, small_px, waits, upstream):
     fg = _mask([(0, 40, 30, 80), (30 + gap, 50, 30 + gap + frag_w, 70)])
-    pieces = segment(fg, [], slack=2, min_new_px=20, near=near, small_px=small_px)
-    frag = next(p for p in pieces if p.box[0] > 0)
+    if upstream < 0:  # items come in over the right edge
+        fg = np.ascontiguousarray(fg[:, ::-1])
+    pieces = segment(fg, [], slack=2, min_new_px=20, upstream=upstream, near=near, small_px=small_px)
+    body, frag = sorted(pieces, key=lambda p: -p.area)
     assert frag.entering is waits
-    assert next(p for p in pieces if p.box[0] == 0).entering
+    assert body.entering
 
 
 def _p(rects) -> Piece:

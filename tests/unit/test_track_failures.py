@@ -1,0 +1,43 @@
+"""tools/track_failures.py: failure classes from hand-made ground truth and decisions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("track_failures", ROOT / "tools" / "track_failures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _item(n, t, y, bbox):
+    return {"item": n, "label": "Mouse", "file": f"Mouse/m{n}.jpg", "cutout": True, "t_cross": t, "y": y,
+            "frame_at_line": round(t * 60), "bbox_at_line": bbox}
+
+
+def _dec(track, t, y, bbox):
+    return {"item_id": track, "label": "Mouse", "t_cross": t, "y": y, "bbox": bbox, "seq": track, "boot_id": "b"}
+
+
+def test_failure_classes(tmp_path):
+    prefix = tmp_path / "v"
+    (tmp_path / "v.meta.json").write_text(json.dumps({"fps": 60.0, "t_last_frame": 10.0, "belt_speed_px_per_frame": 36}))
+    gt = [_item(1, 1.0, 0.2, [900, 100, 1000, 200]), _item(2, 2.0, 0.5, [900, 300, 1000, 400]),
+          _item(3, 2.0, 0.8, [900, 500, 1000, 620]), _item(4, 3.0, 0.5, [900, 300, 1000, 400])]
+    decs = [_dec(1, 1.0, 0.2, [900, 100, 1000, 200]), _dec(2, 1.01, 0.25, [930, 120, 990, 190]),  # item 1 + a piece of it
+            _dec(3, 2.0, 0.8, [880, 280, 1020, 620]),  # items 3 and 2 as one track
+            _dec(4, 4.0, 0.5, [900, 300, 940, 310])]  # nothing there
+    (tmp_path / "v.gt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gt))
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in decs))
+    rows = _tool().failures(prefix, tmp_path / "d.jsonl")
+    kinds = sorted(k for k, _ in rows)
+    assert kinds == ["duplicate", "missed merged", "missed unseen", "phantom"]
+    text = dict(rows)
+    assert "item 2 " in text["missed merged"] and "track=3" in text["missed merged"]
+    assert "item 4 " in text["missed unseen"] and "track 2 " in text["duplicate"]

@@ -1,0 +1,109 @@
+"""List a replay's tracking failures against a simulated video's ground truth, by class.
+
+    python tools/track_failures.py /tmp/f20 /tmp/f20.dec.jsonl [--images ../shared/datasets/ewaste/val]
+
+PREFIX is what tools/make_belt_video.py wrote (PREFIX.gt.jsonl, PREFIX.meta.json). Uses the
+scorer's own matching (``scoring.matched_pairs``), so the counts agree with
+tools/score_decisions.py. Classes:
+
+- missed, *merged*: a decision's box covers the item (it was decided as part of a neighbour);
+  missed, *unseen*: no decision covers it (too faint for the detector: dark on a dark belt);
+- duplicate: a second decision within the tolerance of a matched item (the item was cut
+  into pieces); with ``--images``, those whose cut-out has several separate parts are counted;
+- phantom: a decision near no item.
+
+Each line gives the frame at the line so the case can be looked at with
+``ewaste-stream replay VIDEO --annotate out.mp4``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from ewaste_stream.scoring import T_TOL_FRAMES, Y_TOL, matched_pairs
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _cover(item: dict, dec: dict, speed: float, fps: float) -> float:
+    """Share of the item's box (moved to the decision's time) inside the decision's box."""
+    dx = speed * (dec["t_cross"] * fps - item["frame_at_line"])
+    x0, y0, x1, y1 = item["bbox_at_line"]
+    x0, x1 = x0 + dx, x1 + dx
+    a0, b0, a1, b1 = dec["bbox"]
+    inter = max(0.0, min(x1, a1) - max(x0, a0)) * max(0.0, min(y1, b1) - max(y0, b0))
+    return inter / max(1.0, (x1 - x0) * (y1 - y0))
+
+
+def _parts(images: Path | None, file: str, cache: dict[str, int]) -> int:
+    """Separate parts (>= 2% of the area) of a photo's cut-out; 0 when not known."""
+    if images is None:
+        return 0
+    if file not in cache:
+        import cv2
+        import numpy as np
+
+        from ewaste_stream.sim.compose import cutout
+
+        bgr = cv2.imread(str(images / file), cv2.IMREAD_COLOR)
+        if bgr is None:
+            cache[file] = 0
+        else:
+            _, alpha = cutout(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            n, _, st, _ = cv2.connectedComponentsWithStats((alpha > 0.5).astype(np.uint8))
+            cache[file] = int((st[1:, 4] >= 0.02 * st[1:, 4].sum()).sum()) if n > 1 else 0
+    return cache[file]
+
+
+def failures(prefix: Path, decisions: Path, images: Path | None = None) -> list[tuple[str, str]]:
+    """(class, description) per failure."""
+    meta = json.loads(prefix.with_name(prefix.name + ".meta.json").read_text())
+    fps, t_last, speed = float(meta["fps"]), float(meta["t_last_frame"]), float(meta["belt_speed_px_per_frame"])
+    gt = _rows(prefix.with_name(prefix.name + ".gt.jsonl"))
+    decs = _rows(decisions)
+    pairs = matched_pairs(gt, decs, fps)
+    matched = set(pairs.values())
+    t_tol = T_TOL_FRAMES / fps
+    out: list[tuple[str, str]] = []
+    cache: dict[str, int] = {}
+    for i, it in enumerate(gt):
+        if i in matched or it["t_cross"] > t_last:
+            continue
+        cov = max((_cover(it, d, speed, fps), d["item_id"]) for d in decs) if decs else (0.0, None)
+        kind = "missed merged" if cov[0] >= 0.5 else "missed unseen"
+        out.append((kind, f"item {it['item']} frame {it['frame_at_line']} y={it['y']:.3f} {it['file']} "
+                          f"bbox={it['bbox_at_line']} track={cov[1] if cov[0] >= 0.5 else '-'}"))
+    for j, d in enumerate(decs):
+        if j in pairs or d["t_cross"] > t_last - t_tol:
+            continue
+        near = [i for i in matched if abs(gt[i]["t_cross"] - d["t_cross"]) <= t_tol and abs(gt[i]["y"] - d["y"]) <= Y_TOL]
+        where = f"track {d['item_id']} frame {round(d['t_cross'] * fps)} y={d['y']:.3f} bbox={[round(v) for v in d['bbox']]}"
+        if near:
+            it = gt[min(near, key=lambda i: abs(gt[i]["y"] - d["y"]))]
+            kind = "duplicate, multi-part cut-out" if _parts(images, it["file"], cache) > 1 else "duplicate"
+            out.append((kind, f"{where} of item {it['item']} {it['file']} cutout={it['cutout']}"))
+        else:
+            out.append(("phantom", where))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("prefix", type=Path, help="simulated video prefix (PREFIX.gt.jsonl, PREFIX.meta.json)")
+    ap.add_argument("decisions", type=Path, help="decision log (JSONL) of a replay of PREFIX.cam0.mp4")
+    ap.add_argument("--images", type=Path, default=None, help="the photos the video was made from (counts multi-part cut-outs)")
+    args = ap.parse_args()
+    rows = failures(args.prefix, args.decisions, args.images)
+    for kind, text in sorted(rows):
+        print(f"{kind:32s} {text}")
+    print(dict(Counter(kind for kind, _ in rows)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

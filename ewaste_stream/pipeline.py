@@ -31,7 +31,8 @@ from .decide import DecisionFactory
 from .detect import BeltDetector
 from .geometry import BeltMap
 from .messages import Decision, Frame, Observation, StatusEvent, StatusKind
-from .track import Track, Tracker, TrackState, TrackStep
+from .orient import derotated_crop, footprint_rect
+from .track import CameraView, Track, Tracker, TrackState, TrackStep
 from .vote import vote
 
 STAGES = ("detect", "track", "views", "wait", "decide")
@@ -180,9 +181,17 @@ class Pipeline:
                 continue
             if not self.selector.want(tr.id, frame.camera, tr.u, line_u, step_u):
                 continue
-            crop = square_crop(frame.image, view.bbox, margin)
+            crop = self._crop(frame, view, margin)
             self.batcher.add(ViewJob(tr.id, frame.camera, frame.t, crop, SIDE_QUALITY if view.at_side else 1.0))
             self.waiting[tr.id] = self.waiting.get(tr.id, 0) + 1
+
+    def _crop(self, frame: Frame, view: CameraView, margin: float) -> np.ndarray:
+        if self.config.batching.derotate:
+            det = self.detectors[frame.camera]
+            rect = footprint_rect(view.age == 0, view.x0, view.y0, (det.sx, det.sy))
+            if rect is not None:
+                return derotated_crop(frame.image, rect, margin)
+        return square_crop(frame.image, view.bbox, margin)
 
     def _urgent(self, step: TrackStep) -> set[int]:
         """Tracks whose decision is due now or within the next two frames."""

@@ -171,3 +171,36 @@ def test_lanes_and_deadline_from_config():
 def test_pipeline_rejects_nothing_silently_on_empty_belt():
     decisions, _, pipe = _run([], 30)
     assert decisions == [] and pipe.stats()["tracks"] == 0
+
+
+class _Recorder(ColourClassifier):
+    def __init__(self) -> None:
+        super().__init__()
+        self.crops: list[np.ndarray] = []
+
+    def predict(self, crops):
+        self.crops.extend(crops)
+        return super().predict(crops)
+
+
+def _fill_of_item(crop: np.ndarray) -> float:
+    """Share of its bounding box the item (bright/coloured pixels, not the grey belt) fills
+    in the middle of the crop (1.0 = an axis-aligned rectangle)."""
+    item = np.abs(crop.astype(np.int16) - 52).max(axis=2) > 45
+    n, labels, stats, _ = __import__("cv2").connectedComponentsWithStats(item.astype(np.uint8))
+    c = labels[crop.shape[0] // 2, crop.shape[1] // 2]
+    if c == 0:
+        return 0.0
+    return float(stats[c, 4] / (stats[c, 2] * stats[c, 3]))
+
+
+def test_derotate_cuts_views_along_the_items_rectangle():
+    items = [SynthItem(i + 1, cx=-60.0 - 140 * (i // 2), cy=100.0 + 160 * (i % 2), w=90, h=40,
+                       angle=(-35, 25, 40, -20, 30, -40)[i], cls=i % 5) for i in range(6)]
+    fills = {}
+    for derotate in (False, True):
+        clf = _Recorder()
+        decisions, _, _ = _run(items, 90, classifier=clf, config=_config(batching={"derotate": derotate}))
+        assert sorted(d.label for d in decisions) == sorted(f"class{it.cls}" for it in items)
+        fills[derotate] = float(np.median([_fill_of_item(c) for c in clf.crops]))
+    assert fills[True] > 0.85 > fills[False]

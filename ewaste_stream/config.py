@@ -146,7 +146,7 @@ class VoteSection(_Section):
     single_camera_min_confidence: float | None = Field(None, ge=0, le=1)  # stricter when others are down
     lost_min_confidence: float = Field(0.85, ge=0, le=1)  # a track lost before the line needs this to be sorted
     camera_weights: dict[str, float] = Field(default_factory=dict)  # per-camera view weight (default 1)
-    camera_fusion: Literal["mean", "product"] = "product"  # how cameras' votes combine (see vote.py)
+    camera_fusion: Literal["mean", "product"] = "mean"  # how cameras' votes combine (see vote.py)
 
     @model_validator(mode="after")
     def _weights(self) -> "VoteSection":

@@ -15,6 +15,13 @@ they are averaged). Across cameras, ``camera_fusion`` picks the rule:
   make the verdict more confident; two that disagree send the item to the reject bin.
   With one camera both rules give the same result.
 
+The default is ``mean``. Measured on a 2-camera simulated 20 s video (seed 12, 670 items seen
+by both, shipped model): the cameras' errors are strongly correlated (their views differ only
+by a slight perspective, lighting and noise), so the product counts the same evidence twice:
+log-loss of the fused distribution 0.571 with ``mean`` against 0.776 with ``product`` (0.586 for
+camera 0 alone), and at the default thresholds ``product`` accepted 93 % of items at 85.3 %
+accuracy where ``mean`` accepted 80 % at 90.6 %.
+
 The verdict is the
 top class unless a check fails; the checks run in this order and the first failure names
 the ``reject_reason``:

@@ -156,10 +156,15 @@ def evaluate_model(opts: EvalOptions) -> dict:
     sets = [photo_set(split, opts.limit)]
     if opts.belt_per_photo:
         sets.append(belt_set(split, opts.belt_per_photo, opts.belt_seed, opts.limit))
-    for prefix in opts.videos:
+    for i, prefix in enumerate(opts.videos):
+        from dataclasses import replace
+
         from .video_crops import video_set
 
-        sets.append(video_set(prefix, clf.class_names))
+        vs = video_set(prefix, clf.class_names)
+        if any(s.name == vs.name for s in sets):  # two videos with the same file name: keep both
+            vs = replace(vs, name=f"{vs.name}_{i + 1}")
+        sets.append(vs)
     views = ("single", "tta_rot90") if opts.tta else ("single",)
     results = evaluate_sets(clf.predict, sets, clf.class_names, leaked, views=views)
     summary_ = {"model": opts.model, "model_name": clf.name, "data": opts.data, "train_dir": opts.train_dir,

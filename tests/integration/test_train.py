@@ -104,6 +104,53 @@ def test_evaluate_reports_leak_free_figures(trained, dataset, capsys):
     assert (trained / "eval" / "eval.json").is_file() and (trained / "eval" / "misclassified.csv").is_file()
 
 
+def _tool(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[2] / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_evaluate_on_crops_cut_from_videos_keeps_same_named_videos_apart(trained, dataset, tmp_path, capsys):
+    a, b = tmp_path / "a" / "belt", tmp_path / "b" / "belt"
+    for prefix, seed in ((a, 1), (b, 2)):
+        assert _tool("make_belt_video").main(["--images", str(dataset / "val"), "--out", str(prefix), "--seconds",
+                                              "2", "--fps", "30", "--size", "320x180", "--rate", "4",
+                                              "--seed", str(seed)]) == 0
+    capsys.readouterr()
+    rc = main(["evaluate", "--data", str(dataset / "val"), "--model", str(trained / "model"), "--json",
+               "--video", str(a), "--video", str(b)])
+    assert rc == 0
+    reports = json.loads(capsys.readouterr().out)["reports"]
+    crossing = []  # items whose line crossing is inside the video (60 frames)
+    for p in (a, b):
+        rows = [json.loads(line) for line in open(f"{p}.gt.jsonl")]
+        crossing.append(sum(1 for r in rows if r.get("frame_at_line") is not None and r["frame_at_line"] < 60))
+    assert min(crossing) > 0 and crossing[0] != crossing[1]
+    assert [reports[k]["single"]["all"]["n"] for k in ("video_belt", "video_belt_2")] == crossing
+
+
+def test_resize_model_serves_the_weights_at_another_size_recalibrated(trained, dataset, tmp_path, capsys):
+    out = tmp_path / "m40"
+    assert _tool("resize_model").main([str(trained / "model"), "--input-size", "40", "--out", str(out),
+                                       "--data", str(dataset / "val"), "--train-dir", str(dataset / "train"),
+                                       "--belt-per-photo", "1"]) == 0
+    info = json.loads((out / "model.json").read_text())
+    fit = info["metrics"]["temperature_fit"]
+    assert info["input_size"] == 40 and info["temperature"] == fit["temperature"]
+    assert fit["nll_fitted"] <= fit["nll_t1"] + 1e-9 and fit["n"] == 6 + 6  # leak-free photos + belt crops
+    assert info["metrics"]["val"]["photo"]["single"]["all"]["n"] == 7
+    from ewaste_stream.model import load_classifier
+
+    probs = load_classifier(out, backend="onnx", device="cpu", threads=1).predict([np.zeros((50, 50, 3), np.uint8)])
+    assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1.0) < 1e-5
+    with pytest.raises(SystemExit):
+        _tool("resize_model").main([str(trained / "model"), "--input-size", "40", "--out", str(trained / "model"),
+                                    "--data", str(dataset / "val")])
+
+
 @pytest.mark.parametrize("argv, code", [
     (["--data", "/nonexistent"], 2),                      # missing dataset folder
     (["--epochs", "0"], 2),                               # out of bounds

@@ -19,8 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,27 +38,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from ewaste_stream.model import (load_classifier, load_model_info, load_torch_model, save_model_folder,
                                      write_model_info)
-    from ewaste_stream.training.calibration import fit_temperature, nll_at
     from ewaste_stream.training.data import scan_split
     from ewaste_stream.training.datasets import belt_set, photo_set
-    from ewaste_stream.training.evaluation import evaluate_sets, headline, leak_check, torch_logits, write_outputs
+    from ewaste_stream.training.evaluation import evaluate_sets, headline, leak_check, write_outputs
+    from ewaste_stream.training.finalize import fit_sets_temperature
 
     model, info = load_torch_model(args.model)
+    old_size = info.input_size
     info = info.model_copy(update={"input_size": args.input_size, "name": args.name or info.name,
                                    "version": f"{info.version or info.name}-at{args.input_size}"})
     split = scan_split(args.data, info.class_names)
     leaked, leaks = leak_check(split, args.train_dir)
-    z, y = [], []
     sets = (photo_set(split), belt_set(split, args.belt_per_photo, args.belt_seed, cache_dir=None))
-    for evset in sets:
-        keep = evset.mask_without(leaked)
-        z.append(torch_logits(model, info, [c for c, k in zip(evset.crops, keep) if k]))
-        y.append(evset.labels[keep])
-    logits, labels = np.concatenate(z), np.concatenate(y)
-    t = fit_temperature(logits, labels)
-    fit = {"temperature": round(t, 4), "fitted_on": ["photo", "belt"], "n": int(len(labels)),
-           "nll_t1": round(nll_at(logits, labels, 1.0), 4), "nll_fitted": round(nll_at(logits, labels, t), 4),
-           "resized_from": {"model": str(args.model), "input_size": load_model_info(args.model).input_size}}
+    fit = {**fit_sets_temperature(model, info, sets, leaked),
+           "resized_from": {"model": str(args.model), "input_size": old_size}}
     info = info.model_copy(update={"temperature": fit["temperature"], "created": ""})
     out = save_model_folder(args.out, model, info, export_onnx=True)
     # the val figures at the new size, from the saved ONNX file (as `ewaste-stream train` does)

@@ -8,7 +8,7 @@ training. Leaks are eval images with an exact or dHash-near copy in the training
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -157,8 +157,6 @@ def evaluate_model(opts: EvalOptions) -> dict:
     if opts.belt_per_photo:
         sets.append(belt_set(split, opts.belt_per_photo, opts.belt_seed, opts.limit))
     for i, prefix in enumerate(opts.videos):
-        from dataclasses import replace
-
         from .video_crops import video_set
 
         vs = video_set(prefix, clf.class_names)

@@ -20,14 +20,19 @@ from .loop import Run
 
 def fit_run_temperature(run: Run) -> dict:
     """T by NLL on the leak-free val crops of every val set together (single view)."""
+    return fit_sets_temperature(run.model, run.info, run.val_sets, run.leaked, run.device)
+
+
+def fit_sets_temperature(model, info, sets, leaked: set[str], device: str = "cpu") -> dict:
+    """T by NLL on the leak-free crops of ``sets`` together (single view), with the NLL before and after."""
     logits, labels = [], []
-    for evset in run.val_sets:
-        keep = evset.mask_without(run.leaked)
-        logits.append(torch_logits(run.model, run.info, [c for c, k in zip(evset.crops, keep) if k], run.device))
+    for evset in sets:
+        keep = evset.mask_without(leaked)
+        logits.append(torch_logits(model, info, [c for c, k in zip(evset.crops, keep) if k], device))
         labels.append(evset.labels[keep])
     z, y = np.concatenate(logits), np.concatenate(labels)
     t = fit_temperature(z, y)
-    fit = {"temperature": round(t, 4), "fitted_on": [s.name for s in run.val_sets] , "n": int(len(y)),
+    fit = {"temperature": round(t, 4), "fitted_on": [s.name for s in sets], "n": int(len(y)),
            "nll_t1": round(nll_at(z, y, 1.0), 4), "nll_fitted": round(nll_at(z, y, t), 4)}
     logger.info("temperature {:.3f} (val NLL {:.4f} -> {:.4f}, n={})", t, fit["nll_t1"], fit["nll_fitted"], fit["n"])
     return fit

@@ -68,6 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the table here")
     args = ap.parse_args(argv)
 
+    from ewaste_stream.model import ModelLoadError
+    from ewaste_stream.training.data import DatasetError
+
+    try:
+        return run(args)
+    except (ModelLoadError, DatasetError) as exc:  # a bad folder: say which and what to do, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
     from ewaste_stream.model.backends import load_classifier
     from ewaste_stream.training.data import scan_split
     from ewaste_stream.training.datasets import predict_probs

@@ -36,6 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     if not 32 <= args.input_size <= 1024:
         ap.error("--input-size must lie in 32..1024")
 
+    from ewaste_stream.model import ModelLoadError
+    from ewaste_stream.training.data import DatasetError
+
+    try:
+        return run(args)
+    except (ModelLoadError, DatasetError) as exc:  # a bad folder: say which and what to do, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
     from ewaste_stream.model import (load_classifier, load_model_info, load_torch_model, save_model_folder,
                                      write_model_info)
     from ewaste_stream.training.data import scan_split

@@ -157,3 +157,14 @@ def test_resize_model_serves_the_weights_at_another_size_recalibrated(trained, d
 ])
 def test_bad_training_input_exits_2(tmp_path, argv, code):
     assert main(["train", "--out", str(tmp_path / "m"), "--data", str(tmp_path), *argv]) == code
+
+
+@pytest.mark.parametrize("tool_name, argv", [
+    ("resize_model", ["/nonexistent/model", "--input-size", "40", "--out", "OUT", "--data", "DATA"]),
+    ("orientation_study", ["--model", "/nonexistent/model", "--data", "DATA"]),
+    ("orientation_study", ["--model", "MODEL", "--data", "/nonexistent/val"]),
+])
+def test_tools_name_a_missing_folder_and_exit_2(trained, dataset, tmp_path, capsys, tool_name, argv):
+    subst = {"OUT": str(tmp_path / "o"), "DATA": str(dataset / "val"), "MODEL": str(trained / "model")}
+    assert _tool(tool_name).main([subst.get(a, a) for a in argv]) == 2
+    assert "/nonexistent/" in capsys.readouterr().err

@@ -47,31 +47,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ewaste_stream.model import (load_classifier, load_model_info, load_torch_model, save_model_folder,
-                                     write_model_info)
-    from ewaste_stream.training.data import scan_split
-    from ewaste_stream.training.datasets import belt_set, photo_set
-    from ewaste_stream.training.evaluation import evaluate_sets, headline, leak_check, write_outputs
-    from ewaste_stream.training.finalize import fit_sets_temperature
+    from ewaste_stream.model import load_torch_model
+    from ewaste_stream.training.finalize import save_recalibrated
 
     model, info = load_torch_model(args.model)
     old_size = info.input_size
     info = info.model_copy(update={"input_size": args.input_size, "name": args.name or info.name,
                                    "version": f"{info.version or info.name}-at{args.input_size}"})
-    split = scan_split(args.data, info.class_names)
-    leaked, leaks = leak_check(split, args.train_dir)
-    sets = (photo_set(split), belt_set(split, args.belt_per_photo, args.belt_seed, cache_dir=None))
-    fit = {**fit_sets_temperature(model, info, sets, leaked),
-           "resized_from": {"model": str(args.model), "input_size": old_size}}
-    info = info.model_copy(update={"temperature": fit["temperature"], "created": ""})
-    out = save_model_folder(args.out, model, info, export_onnx=True)
-    # the val figures at the new size, from the saved ONNX file (as `ewaste-stream train` does)
-    clf = load_classifier(out, backend="onnx", device="cpu")
-    results = evaluate_sets(clf.predict, sets, info.class_names, leaked, views=("single", "tta_rot90"))
-    metrics = {**info.metrics, "val": headline(results), "temperature_fit": fit}
-    write_model_info(out, load_model_info(out).model_copy(update={"metrics": metrics}))
-    write_outputs(out, results, info.class_names, leaks, metrics, stem="eval_val")
-    print(json.dumps({"temperature_fit": fit, "val": metrics["val"]}, indent=1))
+    metrics = save_recalibrated(model, info, args.out, args.data, args.train_dir, args.belt_per_photo, args.belt_seed,
+                                provenance={"resized_from": {"model": str(args.model), "input_size": old_size}})
+    print(json.dumps({"temperature_fit": metrics["temperature_fit"], "val": metrics["val"]}, indent=1))
     return 0
 
 

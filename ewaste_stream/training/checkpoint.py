@@ -84,3 +84,38 @@ def restore_full(ckpt: dict, path: str | Path, model, optimizer, scheduler, scal
         torch.set_rng_state(ckpt["torch_rng"])
     return TrainState(epoch=int(ckpt["epoch"]), history=json.loads(ckpt.get("history_json", "[]")),
                       best_score=float(ckpt.get("best_score", -1.0)), best_epoch=int(ckpt.get("best_epoch", -1)))
+
+
+def average_weights(paths: list[str | Path], weights: list[float] | None = None) -> dict:
+    """The weighted mean of the ``model`` state dicts of several checkpoints of one architecture
+    (a "model soup": checkpoints of one fine-tuning lineage average into a model that is often
+    better than each). Full training states and best-weights files both work. Integer buffers
+    (BatchNorm's batch counters) are taken from the first file. Raises :class:`CheckpointError`
+    naming the file whose keys or shapes differ from the first one's."""
+    if not paths:
+        raise CheckpointError("average_weights: no checkpoints given")
+    w = [1.0 / len(paths)] * len(paths) if weights is None else [float(x) for x in weights]
+    if len(w) != len(paths) or min(w) < 0 or abs(sum(w) - 1.0) > 1e-6:
+        raise CheckpointError(f"average_weights: {len(w)} weights for {len(paths)} checkpoints; "
+                              f"give one non-negative weight per checkpoint, summing to 1 (got {w})")
+    out: dict = {}
+    first = None
+    for p, wi in zip(paths, w):
+        state = load(p)
+        if "model" not in state:
+            raise CheckpointError(f"{p}: no model weights in this checkpoint (expected best.pt, last.pt or epoch_*.pt)")
+        sd = state["model"]
+        if first is None:
+            first = (p, sd)
+            out = {k: (v.double() * wi if v.is_floating_point() else v.clone()) for k, v in sd.items()}
+            continue
+        if set(sd) != set(out):
+            diff = sorted(set(sd) ^ set(out))
+            raise CheckpointError(f"{p}: its weights have other keys than {first[0]} (e.g. {diff[:3]}); "
+                                  f"only checkpoints of one architecture can be averaged")
+        for k, v in sd.items():
+            if tuple(v.shape) != tuple(out[k].shape):
+                raise CheckpointError(f"{p}: {k} has shape {tuple(v.shape)}, {first[0]} has {tuple(out[k].shape)}")
+            if v.is_floating_point():
+                out[k] += v.double() * wi
+    return {k: (v.to(first[1][k].dtype) if v.is_floating_point() else v) for k, v in out.items()}

@@ -86,3 +86,28 @@ def write_reports(out: Path, results: dict, run: Run, metrics: dict) -> None:
     for f in ("training_curve.png", "train_config.yaml", "history.json"):
         if (run.work_dir / f).is_file():
             shutil.copy2(run.work_dir / f, Path(out) / f)
+
+
+def save_recalibrated(model, info, out: str | Path, val_dir: str | Path, train_dir: str | Path | None,
+                      belt_per_photo: int = 3, belt_seed: int = 20261127, provenance: dict | None = None) -> dict:
+    """Save ``model`` as a model folder at ``info.input_size`` with its temperature refitted by NLL
+    on the leak-free val photos + val belt crops (the sets and seed ``ewaste-stream train`` uses),
+    then evaluate the saved ONNX file on them and record it all in ``model.json``. Used for a model
+    served at another input size and for an average of checkpoints; returns the metrics."""
+    from ..model import load_classifier, load_model_info, save_model_folder, write_model_info
+    from .data import scan_split
+    from .datasets import belt_set, photo_set
+    from .evaluation import leak_check
+
+    split = scan_split(val_dir, info.class_names)
+    leaked, leaks = leak_check(split, train_dir)
+    sets = (photo_set(split), belt_set(split, belt_per_photo, belt_seed, cache_dir=None))
+    fit = {**fit_sets_temperature(model, info, sets, leaked), **(provenance or {})}
+    info = info.model_copy(update={"temperature": fit["temperature"], "created": ""})
+    saved = save_model_folder(out, model, info, export_onnx=True)
+    clf = load_classifier(saved, backend="onnx", device="cpu")  # what production runs
+    results = evaluate_sets(clf.predict, sets, info.class_names, leaked, views=("single", "tta_rot90"))
+    metrics = {**info.metrics, "val": headline(results), "temperature_fit": fit}
+    write_model_info(saved, load_model_info(saved).model_copy(update={"metrics": metrics}))
+    write_outputs(saved, results, info.class_names, leaks, metrics, stem="eval_val")
+    return metrics

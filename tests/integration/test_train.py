@@ -151,6 +151,26 @@ def test_resize_model_serves_the_weights_at_another_size_recalibrated(trained, d
                                     "--data", str(dataset / "val")])
 
 
+def test_average_checkpoints_writes_a_recalibrated_soup(trained, dataset, tmp_path, capsys):
+    work, out = trained / "work", tmp_path / "soup"
+    ckpts = [str(work / "best.pt"), str(work / "last.pt")]
+    assert _tool("average_checkpoints").main([*ckpts, "--like", str(trained / "model"), "--input-size", "40",
+                                              "--out", str(out), "--data", str(dataset / "val"),
+                                              "--train-dir", str(dataset / "train"), "--belt-per-photo", "1",
+                                              "--weights", "3", "1"]) == 0
+    info = json.loads((out / "model.json").read_text())
+    fit = info["metrics"]["temperature_fit"]
+    assert [a["weight"] for a in fit["averaged_from"]] == [0.75, 0.25]
+    assert info["input_size"] == 40 and info["temperature"] == fit["temperature"] and fit["n"] == 12
+    assert info["metrics"]["val"]["belt"]["single"]["leak_free"]["n"] == 6
+    assert (out / "model.onnx").is_file() and (out / "eval_val.json").is_file()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert _tool("average_checkpoints").main([ckpts[0], str(bad), "--like", str(trained / "model"),
+                                              "--out", str(tmp_path / "x"), "--data", str(dataset / "val")]) == 2
+    assert "bad.pt" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("argv, code", [
     (["--data", "/nonexistent"], 2),                      # missing dataset folder
     (["--epochs", "0"], 2),                               # out of bounds
@@ -162,6 +182,7 @@ def test_bad_training_input_exits_2(tmp_path, argv, code):
 @pytest.mark.parametrize("tool_name, argv", [
     ("resize_model", ["/nonexistent/model", "--input-size", "40", "--out", "OUT", "--data", "DATA"]),
     ("orientation_study", ["--model", "/nonexistent/model", "--data", "DATA"]),
+    ("average_checkpoints", ["/nonexistent/best.pt", "--like", "MODEL", "--out", "OUT", "--data", "DATA"]),
     ("orientation_study", ["--model", "MODEL", "--data", "/nonexistent/val"]),
 ])
 def test_tools_name_a_missing_folder_and_exit_2(trained, dataset, tmp_path, capsys, tool_name, argv):

@@ -34,7 +34,8 @@ class ModelSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(2, ge=1, le=256)  # CPU inference threads
     # torch backend (docs/GPU.md): autocast dtype on CUDA (auto = fp16; the CPU always runs fp32)
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    # ONNX backend: int8 runs the folder's model.int8.onnx (CPU); auto takes it on the CPU when present
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
     compile: bool = False  # torch.compile at start-up for every batch bucket (never mid-stream)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     channels_last: bool = False  # NHWC memory layout (helps convolutional nets on tensor cores)

@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N images (smoke runs)")
     parser.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
     parser.add_argument("--threads", type=int, default=2, help="CPU inference threads (default 2)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
+                        help="ONNX graph: auto (int8 on the CPU when the folder has one, as production runs), "
+                             "fp32 or int8")
     parser.add_argument("--json", action="store_true", help="print the full JSON report to stdout")
     parser.add_argument("--out", metavar="DIR", help="write eval.json, eval.md, confusion_*.png, misclassified.csv")
 
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     opts = EvalOptions(data=args.data, model=args.model, train_dir=args.train_dir,
                        belt_per_photo=args.belt_per_photo if args.belt else 0, belt_seed=args.belt_seed,
                        tta=args.tta, videos=tuple(args.video), limit=args.limit, backend=args.backend,
-                       threads=args.threads)
+                       threads=args.threads, precision=args.precision)
     try:
         doc = evaluate_model(opts)
     except (DatasetError, ModelLoadError, FileNotFoundError) as exc:

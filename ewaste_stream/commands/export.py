@@ -1,5 +1,6 @@
 """ewaste-stream export SRC --format onnx : add a verified ONNX file to a model folder, or
-turn a bare checkpoint (.pth/.safetensors state_dict) into a model folder."""
+turn a bare checkpoint (.pth/.safetensors state_dict) into a model folder.
+``--format onnx-int8 --calib TRAIN_DIR`` adds a checked int8 graph for the CPU (model/quantize.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ HELP = "export a model folder to ONNX (dynamic batch, verified), or import a bar
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", type=Path, metavar="MODEL_DIR_OR_CHECKPOINT",
                    help="model folder (writes MODEL_DIR/model.onnx), or a .pth/.safetensors state_dict")
-    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default onnx)")
+    p.add_argument("--format", choices=("onnx", "onnx-int8"), default="onnx",
+                   help="export format (default onnx); onnx-int8: a statically quantized copy of the folder's "
+                        "model.onnx for the CPU, calibrated on --calib")
+    p.add_argument("--calib", type=Path, metavar="TRAIN_DIR",
+                   help="onnx-int8: a train split (Class/*.jpg); photos and simulated belt crops of it set the "
+                        "activation ranges and check the result (use train, not the split you evaluate on)")
+    p.add_argument("--calib-per-class", type=int, default=24, help="onnx-int8: photos per class (default 24)")
+    p.add_argument("--min-agreement", type=float, default=0.95,
+                   help="onnx-int8: refuse the int8 graph when its top-1 agrees with fp32 on fewer check crops "
+                        "(default 0.95)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.add_argument("--arch", help="checkpoint import: timm architecture, e.g. maxvit_tiny_tf_224")
     p.add_argument("--classes", help="checkpoint import: class names in output order, comma separated "
@@ -30,7 +40,19 @@ def run(args: argparse.Namespace) -> int:
 
     opset = args.opset or DEFAULT_OPSET
     try:
-        if args.src.is_dir():
+        if args.format == "onnx-int8":
+            if not args.src.is_dir() or args.calib is None:
+                print(f"error: --format onnx-int8 takes a model folder and --calib TRAIN_DIR (got {args.src}, "
+                      f"--calib {args.calib})", file=sys.stderr)
+                return 2
+            from ..model import load_model_info
+            from ..model.quantize import calibration_crops, quantize_folder
+
+            info = load_model_info(args.src)
+            cal, check = calibration_crops(args.calib, info.class_names, per_class=args.calib_per_class)
+            out = quantize_folder(args.src, cal, check, min_agreement=args.min_agreement,
+                                  describe={"calibration_data": str(args.calib), "per_class": args.calib_per_class})
+        elif args.src.is_dir():
             out = export_folder_onnx(args.src, opset=opset)
         elif args.src.is_file():
             if not args.arch or not args.out:

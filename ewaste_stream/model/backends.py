@@ -57,7 +57,12 @@ class _Base:
         if len(crops) == 0:
             return np.zeros((0, self.info.num_classes), dtype=np.float32)
         logits = self._logits(preprocess(crops, self.info))
-        return calibrated_softmax(logits, self.info.temperature)
+        return calibrated_softmax(logits, self.temperature)
+
+    @property
+    def temperature(self) -> float:
+        """The temperature of the graph that runs (the int8 graph has its own)."""
+        return self.info.temperature
 
     def _logits(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -72,16 +77,17 @@ class OrtClassifier(_Base):
     backend = "onnx"
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", threads: int = 2,
-                 spin: bool = False) -> None:
+                 spin: bool = False, precision: str = "auto") -> None:
         import onnxruntime as ort
 
         info = load_model_info(model_dir)
-        path = weights_path(model_dir, info, "onnx")
         if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             logger.warning("{}: device cuda asked for, but onnxruntime {} has no CUDA provider (install "
                            "onnxruntime-gpu, or use backend torch); running ONNX Runtime on the CPU",
-                           path, ort.__version__)
+                           model_dir, ort.__version__)
             device = "cpu"
+        self.precision = onnx_precision(model_dir, info, precision, device)
+        path = weights_path(model_dir, info, "onnx_int8" if self.precision == "int8" else "onnx")
         super().__init__(info, device)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads)
@@ -103,10 +109,46 @@ class OrtClassifier(_Base):
             logger.warning("{}: onnxruntime could not start its CUDA provider (CUDA/cuDNN libraries missing?); "
                            "running on the CPU", path)
             self.device = "cpu"
-        logger.info("classifier {}: onnxruntime {} threads={} ({})", info.name, self.provider, threads, path)
+        logger.info("classifier {}: onnxruntime {} {} threads={} ({})", info.name, self.provider, self.precision,
+                    threads, path)
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         return self._sess.run(None, {self._input: x})[0]
+
+    @property
+    def temperature(self) -> float:
+        if self.precision == "int8" and self.info.int8_temperature is not None:
+            return self.info.int8_temperature
+        return self.info.temperature
+
+
+def onnx_precision(model_dir: str | Path, info: ModelInfo, precision: str, device: str) -> str:
+    """Which ONNX graph runs: ``int8`` (``model.int8.onnx``, CPU only) or ``fp32`` (``model.onnx``).
+    ``auto`` takes the int8 graph on the CPU when the folder has a current one."""
+    from .quantize import stale_int8
+
+    has_int8 = "onnx_int8" in info.weights
+    if precision == "int8":
+        if not has_int8:
+            raise ModelLoadError(f"{Path(model_dir) / 'model.json'}: model.precision int8 asked for, but this folder "
+                                 f"has no int8 graph; make one with `ewaste-stream export {model_dir} --format "
+                                 f"onnx-int8 --calib TRAIN_DIR`, or set model.precision: auto or fp32")
+        if device == "cuda":
+            raise ModelLoadError(f"{model_dir}: the int8 graph is for the CPU; on CUDA set model.precision: auto "
+                                 f"(fp16 with the torch backend) or fp32")
+    if precision in ("int8", "auto") and has_int8 and device != "cuda":
+        if stale_int8(info):
+            if precision == "int8":
+                raise ModelLoadError(f"{Path(model_dir) / 'model.json'}: the int8 graph was made from another "
+                                     f"model.onnx; re-run `ewaste-stream export {model_dir} --format onnx-int8 "
+                                     f"--calib TRAIN_DIR`")
+            logger.warning("{}: the int8 graph was made from another model.onnx; running fp32 (re-quantize with "
+                           "`ewaste-stream export {} --format onnx-int8 --calib TRAIN_DIR`)", model_dir, model_dir)
+            return "fp32"
+        return "int8"
+    if precision in ("fp16", "bf16"):
+        logger.info("precision {} applies to the torch backend; ONNX Runtime runs the fp32 graph", precision)
+    return "fp32"
 
 
 class TorchClassifier(_Base):
@@ -153,13 +195,16 @@ def cuda_available() -> bool:
 
 
 def load_classifier(model_dir: str | Path, backend: Backend = "auto", device: Device = "auto", threads: int = 2,
-                    amp: bool = True, channels_last: bool = False, accel: "AccelOptions | None" = None) -> "Classifier":
+                    amp: bool = True, channels_last: bool = False, accel: "AccelOptions | None" = None,
+                    precision: str = "auto") -> "Classifier":
     """The classifier for a model folder. ``auto`` backend: torch on CUDA when CUDA is
     available (and asked for by ``device``), else ONNX Runtime on the CPU (torch CPU if the
     folder has no ONNX file). ``threads`` sets CPU inference threads. ``accel`` (precision,
     compile, channels_last, batch buckets) configures the torch backend; on CUDA (or with
     compile) it is :class:`~ewaste_stream.model.cuda.CudaTorchClassifier`, and without
-    ``accel`` ``amp``/``channels_last`` mean fp16 autocast / channels_last as before."""
+    ``accel`` ``amp``/``channels_last`` mean fp16 autocast / channels_last as before.
+    ``precision`` (or ``accel.precision``) ``int8`` runs the folder's int8 ONNX graph; ``auto`` on
+    the ONNX backend runs it on the CPU when the folder has one (see :mod:`.quantize`)."""
     info = load_model_info(model_dir)
     if device == "cuda" and backend != "onnx" and not cuda_available():
         raise ModelLoadError(f"{model_dir}: device cuda asked for, but torch sees no CUDA device; use --device cpu")
@@ -168,15 +213,17 @@ def load_classifier(model_dir: str | Path, backend: Backend = "auto", device: De
     if backend == "auto":
         if device == "cuda" and "safetensors" in info.weights:
             backend = "torch"
-        elif "onnx" in info.weights:
+        elif "onnx" in info.weights or "onnx_int8" in info.weights:
             backend = "onnx"
         else:
             logger.warning("{}: no ONNX file; using the (slower) torch backend on {}", model_dir, device)
             backend = "torch"
     if backend == "onnx":
-        if accel is not None and accel.precision not in ("auto", "fp32"):
-            logger.info("precision {} applies to the torch backend; ONNX Runtime runs the fp32 graph", accel.precision)
-        return OrtClassifier(model_dir, device=device, threads=threads)
+        return OrtClassifier(model_dir, device=device, threads=threads,
+                             precision=accel.precision if accel is not None else precision)
+    if (accel.precision if accel is not None else precision) == "int8":
+        raise ModelLoadError(f"{model_dir}: model.precision int8 is the ONNX Runtime int8 graph; set "
+                             f"model.backend: onnx (or auto on the CPU), or another precision for torch")
     if device == "cpu":
         import torch
 

@@ -32,7 +32,7 @@ from .weights import ModelLoadError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")  # int8: the ONNX backend only
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 MAX_BUCKET = 4096
 

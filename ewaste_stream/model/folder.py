@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 MODEL_JSON = "model.json"
-WEIGHT_FILES = {"safetensors": "model.safetensors", "onnx": "model.onnx"}
+WEIGHT_FILES = {"safetensors": "model.safetensors", "onnx": "model.onnx", "onnx_int8": "model.int8.onnx"}
 Interpolation = Literal["nearest", "bilinear", "bicubic", "area", "lanczos"]
 
 
@@ -44,6 +44,8 @@ class ModelInfo(BaseModel):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     interpolation: Interpolation = "bilinear"
     temperature: float = Field(1.0, gt=0, le=100)  # probs = softmax(logits / temperature)
+    # the int8 graph's own temperature (its logits are scaled a little differently); None: temperature
+    int8_temperature: float | None = Field(None, gt=0, le=100)
     version: str = "0"
     weights: dict[str, str] = Field(default_factory=dict)  # format -> file name in the folder
     weights_dtype: Literal["float32", "float16"] = "float32"  # storage dtype of the safetensors
@@ -191,7 +193,12 @@ def save_model_folder(out_dir: str | Path, model: "torch.nn.Module", info: Model
         _atomic(out / files["onnx"], lambda p: _export(m, p, info.input_size))
     shas = {fmt: sha256_file(out / f) for fmt, f in files.items()}
     created = info.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    final = ModelInfo.model_validate({**info.model_dump(), "weights": files, "sha256": shas, "created": created})
+    stale = out / WEIGHT_FILES["onnx_int8"]  # an int8 graph of other weights: gone (re-quantize)
+    if stale.exists():
+        stale.unlink()
+    metrics = {k: v for k, v in info.metrics.items() if k != "int8"}
+    final = ModelInfo.model_validate({**info.model_dump(), "weights": files, "sha256": shas, "created": created,
+                                      "metrics": metrics, "int8_temperature": None})
     write_model_info(out, final)
     logger.info("saved model folder {} ({}; {})", out, ", ".join(files.values()), info.weights_dtype)
     return out

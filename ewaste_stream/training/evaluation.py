@@ -142,6 +142,7 @@ class EvalOptions:
     limit: int | None = None
     backend: str = "auto"
     threads: int = 2
+    precision: str = "auto"  # ONNX: int8 | fp32 graph (auto: int8 on the CPU when the folder has one)
 
 
 def evaluate_model(opts: EvalOptions) -> dict:
@@ -150,7 +151,7 @@ def evaluate_model(opts: EvalOptions) -> dict:
     from ..model import load_classifier
     from .datasets import belt_set, photo_set
 
-    clf = load_classifier(opts.model, backend=opts.backend, threads=opts.threads)
+    clf = load_classifier(opts.model, backend=opts.backend, threads=opts.threads, precision=opts.precision)
     split = scan_split(opts.data, clf.class_names)
     leaked, leaks = leak_check(split, opts.train_dir)
     sets = [photo_set(split, opts.limit)]

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ewaste_stream.training.calibration import fit_temperature, nll_at, softmax
+from ewaste_stream.training.calibration import fit_temperature, fit_temperature_to, nll_at, softmax
 
 
 @pytest.mark.parametrize("logits, t, expected", [
@@ -52,3 +52,16 @@ def test_bad_input_is_refused(logits, labels, exc):
 def test_temperature_must_be_positive():
     with pytest.raises(ValueError):
         softmax(np.zeros((1, 2)), 0.0)
+
+
+@pytest.mark.parametrize("t_ref", [0.5, 1.0, 2.5])
+def test_fit_to_reference_probabilities_recovers_their_temperature(t_ref):
+    """An approximation whose logits are the reference's scaled by 1/t_ref is calibrated back to it."""
+    z = np.random.default_rng(3).normal(0, 3, (200, 5))
+    target = softmax(z, 1.0)
+    assert fit_temperature_to(z / t_ref, target) == pytest.approx(1.0 / t_ref, rel=1e-3)
+
+
+def test_fit_to_needs_matching_shapes():
+    with pytest.raises(ValueError, match="one shape"):
+        fit_temperature_to(np.zeros((3, 4)), np.full((3, 5), 0.2))

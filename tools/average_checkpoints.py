@@ -29,11 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=float, nargs="+", help="one weight per checkpoint (default: equal)")
     ap.add_argument("--input-size", type=int, help="input size of the result (default: the --like folder's)")
     ap.add_argument("--out", required=True, help="model folder to write (may not be the --like folder)")
-    ap.add_argument("--data", required=True, help="val folder (Class/*.jpg) for the temperature fit")
-    ap.add_argument("--train-dir", help="train folder: leaked val photos are left out of the fit")
-    ap.add_argument("--belt-per-photo", type=int, default=3)
-    ap.add_argument("--belt-seed", type=int, default=20261127)
-    ap.add_argument("--name", help="model name (default: the --like folder's)")
+    from ewaste_stream.training.cli_flags import add_recalibration_flags
+
+    add_recalibration_flags(ap, name_default="the --like folder's")
     args = ap.parse_args(argv)
     if Path(args.out).resolve() == Path(args.like).resolve():
         ap.error("--out must be another folder than --like")

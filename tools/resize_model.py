@@ -25,11 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model", help="model folder to start from")
     ap.add_argument("--input-size", type=int, required=True, help="new input size (px)")
     ap.add_argument("--out", required=True, help="model folder to write (may not be the input folder)")
-    ap.add_argument("--data", required=True, help="val folder (Class/*.jpg) for the temperature fit")
-    ap.add_argument("--train-dir", help="train folder: leaked val photos are left out of the fit")
-    ap.add_argument("--belt-per-photo", type=int, default=3)
-    ap.add_argument("--belt-seed", type=int, default=20261127)
-    ap.add_argument("--name", help="model name (default: the source's name)")
+    from ewaste_stream.training.cli_flags import add_recalibration_flags
+
+    add_recalibration_flags(ap, name_default="the source's name")
     args = ap.parse_args(argv)
     if Path(args.out).resolve() == Path(args.model).resolve():
         ap.error("--out must be another folder than the source model")

@@ -42,3 +42,13 @@ def _base_type(annotation: Any) -> Any:
 
 def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name, None) for name in TrainConfig.model_fields}
+
+
+def add_recalibration_flags(parser: argparse.ArgumentParser, name_default: str) -> None:
+    """The val data flags of the tools that write a model folder with a refitted temperature
+    (:func:`~ewaste_stream.training.finalize.save_recalibrated`)."""
+    parser.add_argument("--data", required=True, help="val folder (Class/*.jpg) for the temperature fit")
+    parser.add_argument("--train-dir", help="train folder: leaked val photos are left out of the fit")
+    parser.add_argument("--belt-per-photo", type=int, default=3, help="val belt crops per photo (default 3)")
+    parser.add_argument("--belt-seed", type=int, default=20261127, help="seed of the val belt crops (training's)")
+    parser.add_argument("--name", help=f"model name (default: {name_default})")

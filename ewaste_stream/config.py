@@ -148,6 +148,9 @@ class VoteSection(_Section):
     lost_min_confidence: float = Field(0.85, ge=0, le=1)  # a track lost before the line needs this to be sorted
     camera_weights: dict[str, float] = Field(default_factory=dict)  # per-camera view weight (default 1)
     camera_fusion: Literal["mean", "product"] = "mean"  # how cameras' votes combine (see vote.py)
+    # product fusion: the confidence threshold of an item that two or more cameras voted on (agreeing
+    # cameras multiply into higher confidences than one camera's); None: min_confidence
+    fused_min_confidence: float | None = Field(None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _weights(self) -> "VoteSection":

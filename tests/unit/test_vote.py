@@ -113,3 +113,18 @@ def test_product_rule_a_zero_is_a_strong_vote_not_a_veto():
     obs = [_obs([1.0, 0.0, 0.0], "cam0"), _obs([0.0, 1.0, 0.0], "cam1"), _obs([0.0, 1.0, 0.0], "cam1")]
     res = vote(obs, CLASSES, VoteSection(camera_fusion="product"), cameras=2)
     assert np.isfinite(list(res.probs.values())).all() and sum(res.probs.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("cams, fusion, fused_min, label", [
+    (("cam0", "cam1"), "product", 0.98, "reject"),  # pooled by the product (0.97): its own, stricter threshold
+    (("cam0", "cam1"), "product", None, "A"),        # not set: min_confidence
+    (("cam0", "cam1"), "mean", 0.95, "A"),           # the mean rule never uses it
+    (("cam0", "cam0"), "product", 0.95, "A"),        # one camera saw it: nothing was multiplied
+])
+def test_fused_min_confidence_applies_to_product_pooled_items_only(cams, fusion, fused_min, label):
+    obs = [_obs([0.8, 0.1, 0.1], cams[0]), _obs([0.8, 0.1, 0.1], cams[1])]
+    cfg = VoteSection(camera_fusion=fusion, fused_min_confidence=fused_min)
+    res = vote(obs, CLASSES, cfg, cameras=2 if cams[0] != cams[1] else 1)
+    assert res.label == label
+    if label == "reject":
+        assert res.reject_reason == RejectReason.LOW_CONFIDENCE and 0.96 < res.confidence < 0.98

@@ -35,9 +35,12 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def save_full(path: str | Path, model, optimizer, scheduler, scaler, state: TrainState, config_json: str) -> Path:
+def save_full(path: str | Path, model, optimizer, scheduler, scaler, state: TrainState, config_json: str,
+              ema=None) -> Path:
+    """``ema``: the weight average's module (saved as ``ema``), when training keeps one."""
     p = Path(path)
-    _atomic_save({
+    extra = {"ema": ema.state_dict()} if ema is not None else {}
+    _atomic_save({**extra,
         "format": 1,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -89,7 +92,8 @@ def restore_full(ckpt: dict, path: str | Path, model, optimizer, scheduler, scal
 def average_weights(paths: list[str | Path], weights: list[float] | None = None) -> dict:
     """The weighted mean of the ``model`` state dicts of several checkpoints of one architecture
     (a "model soup": checkpoints of one fine-tuning lineage average into a model that is often
-    better than each). Full training states and best-weights files both work. Integer buffers
+    better than each). Full training states and best-weights files both work; of a full state
+    that kept a weight average (``ema_decay``), the average is taken. Integer buffers
     (BatchNorm's batch counters) are taken from the first file. Raises :class:`CheckpointError`
     naming the file whose keys or shapes differ from the first one's."""
     if not paths:
@@ -104,7 +108,7 @@ def average_weights(paths: list[str | Path], weights: list[float] | None = None)
         state = load(p)
         if "model" not in state:
             raise CheckpointError(f"{p}: no model weights in this checkpoint (expected best.pt, last.pt or epoch_*.pt)")
-        sd = state["model"]
+        sd = state.get("ema", state["model"])  # a run that kept a weight average ships that
         if first is None:
             first = (p, sd)
             out = {k: (v.double() * wi if v.is_floating_point() else v.clone()) for k, v in sd.items()}

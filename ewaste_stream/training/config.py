@@ -52,6 +52,9 @@ class TrainConfig(BaseModel):
     rot90: bool = Field(True, description="random 90-degree rotations of photos")
     val_belt_per_photo: int = Field(3, ge=0, le=20, description="belt crops rendered per val photo")
     belt_seed: int = Field(20261127, description="seed of the deterministic belt-crop eval set")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="keep an exponential moving average of the weights (timm "
+                             "ModelEmaV3, updated every step); it is validated, selected and shipped instead of the "
+                             "raw weights. 0 = off; 0.998 averages about the last 500 steps")
     select_on: Literal["mean", "photo", "belt"] = Field("mean", description="best checkpoint by leak-free val: photo, belt or their mean")
     max_train_images: int | None = Field(None, ge=1, description="use only the first N train images per epoch (smoke tests)")
     max_val_images: int | None = Field(None, ge=1)

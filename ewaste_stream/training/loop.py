@@ -104,11 +104,12 @@ def make_loader(run: Run) -> tuple[TrainSet, torch.utils.data.DataLoader]:
     return ds, loader
 
 
-def validate(run: Run) -> dict:
-    """Leak-free single-view accuracy on each val set (+ all-image accuracy), T = 1."""
+def validate(run: Run, model=None) -> dict:
+    """Leak-free single-view accuracy on each val set (+ all-image accuracy), T = 1, of
+    ``model`` (default: the run's)."""
     out = {}
     for evset in run.val_sets:
-        logits = torch_logits(run.model, run.info, evset.crops, run.device)
+        logits = torch_logits(model if model is not None else run.model, run.info, evset.crops, run.device)
         correct = logits.argmax(axis=1) == evset.labels
         keep = evset.mask_without(run.leaked)
         out[f"val_{evset.name}_acc"] = round(float(correct[keep].mean()), 4)
@@ -125,7 +126,7 @@ def selection_score(cfg: TrainConfig, val: dict) -> float:
     return (photo + belt) / 2
 
 
-def train_epoch(run: Run, loader, optimizer, scheduler, scaler, epoch: int) -> dict:
+def train_epoch(run: Run, loader, optimizer, scheduler, scaler, epoch: int, ema=None) -> dict:
     cfg, model = run.cfg, run.model
     from tqdm import tqdm
 
@@ -149,6 +150,8 @@ def train_epoch(run: Run, loader, optimizer, scheduler, scaler, epoch: int) -> d
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
+        if ema is not None:
+            ema.update(model)
         loss_sum += float(loss.detach()) * len(y)
         correct += int((out.argmax(1) == y).sum())
         seen += len(y)
@@ -187,11 +190,21 @@ def train(run: Run) -> ckpt.TrainState:
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and run.device.startswith("cuda"))
     state = ckpt.TrainState()
     resume = _resume_path(cfg, work)
+    saved = ckpt.load(resume) if resume is not None else {}
     if resume is not None:
-        state = ckpt.restore_full(ckpt.load(resume), resume, model, optimizer, scheduler, scaler)
+        state = ckpt.restore_full(saved, resume, model, optimizer, scheduler, scaler)
         _reschedule(scheduler, cfg)
         logger.info("resumed from {} at epoch {} (best {:.4f} at epoch {})", resume, state.epoch + 1,
                     state.best_score, state.best_epoch + 1)
+    ema = None
+    if cfg.ema_decay > 0:  # after the restore: a fresh average starts from the restored weights
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=cfg.ema_decay)
+        if "ema" in saved:
+            ema.module.load_state_dict(saved["ema"])
+        elif resume is not None:
+            logger.info("{} has no weight average; it starts from the restored weights", resume)
     ds, loader = make_loader(run)
     config_json = json.dumps(cfg.model_dump(mode="json"))
     for epoch in range(state.epoch, cfg.epochs):
@@ -200,19 +213,22 @@ def train(run: Run) -> ckpt.TrainState:
         ds.set_epoch(epoch)
         t0 = time.perf_counter()
         rec = {"epoch": epoch + 1, "phase": phase, "trainable": count_trainable(model),
-               **train_epoch(run, loader, optimizer, scheduler, scaler, epoch)}
+               **train_epoch(run, loader, optimizer, scheduler, scaler, epoch, ema)}
         rec["train_s"] = round(time.perf_counter() - t0, 1)
-        rec.update(validate(run))
+        shipped = ema.module if ema is not None else model  # what is validated, selected and saved as best
+        rec.update(validate(run, shipped))
         rec["score"] = round(selection_score(cfg, rec), 4)
         rec["epoch_s"] = round(time.perf_counter() - t0, 1)
         state.history.append(rec)
         state.epoch = epoch + 1
         if rec["score"] > state.best_score:
             state.best_score, state.best_epoch = rec["score"], epoch
-            ckpt.save_weights(work / "best.pt", model, epoch, rec["score"])
-        ckpt.save_full(work / "last.pt", model, optimizer, scheduler, scaler, state, config_json)
+            ckpt.save_weights(work / "best.pt", shipped, epoch, rec["score"])
+        ema_module = ema.module if ema is not None else None
+        ckpt.save_full(work / "last.pt", model, optimizer, scheduler, scaler, state, config_json, ema_module)
         if (epoch + 1) % cfg.checkpoint_every == 0:
-            ckpt.save_full(work / f"epoch_{epoch + 1:03d}.pt", model, optimizer, scheduler, scaler, state, config_json)
+            ckpt.save_full(work / f"epoch_{epoch + 1:03d}.pt", model, optimizer, scheduler, scaler, state, config_json,
+                           ema_module)
         logger.info("epoch {}/{} phase {}: loss {:.4f} train acc {:.4f} | val photo {:.4f} belt {} | lr {:.2e} | "
                     "{:.0f} s{}", epoch + 1, cfg.epochs, phase, rec["loss"], rec["train_acc"], rec["val_photo_acc"],
                     rec.get("val_belt_acc", "-"), rec["lr"], rec["epoch_s"],

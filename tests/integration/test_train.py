@@ -151,6 +151,21 @@ def test_resize_model_serves_the_weights_at_another_size_recalibrated(trained, d
                                     "--data", str(dataset / "val")])
 
 
+def test_weight_average_is_validated_selected_and_resumed(dataset, tmp_path):
+    import torch
+
+    work = tmp_path / "work"
+    assert _train(dataset, tmp_path / "m", work, 1, "--ema-decay", "0.5") == 0
+    last, best = (torch.load(work / f, weights_only=True) for f in ("last.pt", "best.pt"))
+    assert set(last["ema"]) == set(last["model"])
+    moved = [k for k, v in last["model"].items() if v.is_floating_point() and not torch.equal(v, last["ema"][k])]
+    assert moved  # the average lags the trained weights ...
+    assert all(torch.equal(best["model"][k], v) for k, v in last["ema"].items())  # ... and is what best.pt holds
+    assert _train(dataset, tmp_path / "m", work, 2, "--ema-decay", "0.5", "--resume", "auto") == 0
+    again = torch.load(work / "last.pt", weights_only=True)
+    assert again["epoch"] == 2 and not torch.equal(again["ema"][moved[0]], last["ema"][moved[0]])
+
+
 def test_average_checkpoints_writes_a_recalibrated_soup(trained, dataset, tmp_path, capsys):
     work, out = trained / "work", tmp_path / "soup"
     ckpts = [str(work / "best.pt"), str(work / "last.pt")]

@@ -37,8 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-seconds", type=float, default=20.0, help="stop a setting after this long (min 3 batches)")
     ap.add_argument("--crop", type=int, default=None, help="crop side in px (default: model input size)")
     ap.add_argument("--channels-last", action="store_true", help="torch backend: channels_last")
-    ap.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                    help="torch backend on CUDA: autocast dtype (auto = fp16; the CPU runs fp32)")
+    ap.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8"), default="auto",
+                    help="torch backend on CUDA: autocast dtype (auto = fp16; the CPU runs fp32); ONNX backend: "
+                         "int8 or fp32 graph (auto = int8 on the CPU when the folder has one)")
     ap.add_argument("--compile", action="store_true",
                     help="torch backend: torch.compile, warmed up for every --batch size before timing")
     ap.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs"),
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         except ModelLoadError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"{'model':<28} {'backend':<7} {'device':<6} {'batch':>5} {'img/s':>8} {'p50 ms':>8} "
+        print(f"{'model':<28} {'backend':<12} {'device':<6} {'batch':>5} {'img/s':>8} {'p50 ms':>8} "
               f"{'p99 ms':>8} {'n':>4}", flush=True)
         for backend in args.backend:
             accel = AccelOptions(precision=args.precision, compile=args.compile, compile_mode=args.compile_mode,
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             for b in args.batch:
                 crops = [rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for _ in range(b)]
                 r = time_setting(clf, crops, args.warmup, args.iters, args.max_seconds)
-                print(f"{clf.info.arch:<28} {backend:<7} {args.device:<6} {b:>5} {r['img_s']:>8.1f} "
+                ran = f"{backend}/{getattr(clf, 'precision', 'fp32')}"
+                print(f"{clf.info.arch:<28} {ran:<12} {args.device:<6} {b:>5} {r['img_s']:>8.1f} "
                       f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['n']:>4}", flush=True)
                 if args.json is not None:
                     write_json(args.json, clf, backend, args, {"batch": b, "crop": side, "load_s": load_s, **r})

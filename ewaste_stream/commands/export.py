@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
             from ..model.quantize import calibration_crops, quantize_folder
 
             info = load_model_info(args.src)
+            if "onnx" not in info.weights:
+                print(f"error: {args.src}: no model.onnx to quantize; run `ewaste-stream export {args.src} "
+                      f"--format onnx` first", file=sys.stderr)
+                return 2
             cal, check = calibration_crops(args.calib, info.class_names, per_class=args.calib_per_class)
             out = quantize_folder(args.src, cal, check, min_agreement=args.min_agreement,
                                   describe={"calibration_data": str(args.calib), "per_class": args.calib_per_class})

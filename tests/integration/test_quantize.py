@@ -110,6 +110,12 @@ def test_reexporting_fp32_drops_the_stale_int8_graph(folder, train_dir):
     assert not (folder / "model.int8.onnx").exists()
 
 
+def test_export_int8_needs_an_fp32_graph_first(tmp_path, train_dir, capsys):
+    bare = tiny_model_folder(tmp_path / "bare", class_names=CLASSES, export_onnx=False)
+    assert _quantize(bare, train_dir) == 2
+    assert "--format onnx` first" in capsys.readouterr().err
+
+
 def test_export_int8_needs_calibration_data(folder, capsys):
     assert main(["export", str(folder), "--format", "onnx-int8"]) == 2
     assert "--calib TRAIN_DIR" in capsys.readouterr().err

@@ -218,10 +218,11 @@ def load_classifier(model_dir: str | Path, backend: Backend = "auto", device: De
         else:
             logger.warning("{}: no ONNX file; using the (slower) torch backend on {}", model_dir, device)
             backend = "torch"
+    if accel is not None:
+        precision = accel.precision
     if backend == "onnx":
-        return OrtClassifier(model_dir, device=device, threads=threads,
-                             precision=accel.precision if accel is not None else precision)
-    if (accel.precision if accel is not None else precision) == "int8":
+        return OrtClassifier(model_dir, device=device, threads=threads, precision=precision)
+    if precision == "int8":
         raise ModelLoadError(f"{model_dir}: model.precision int8 is the ONNX Runtime int8 graph; set "
                              f"model.backend: onnx (or auto on the CPU), or another precision for torch")
     if device == "cpu":

@@ -193,15 +193,27 @@ def save_model_folder(out_dir: str | Path, model: "torch.nn.Module", info: Model
         _atomic(out / files["onnx"], lambda p: _export(m, p, info.input_size))
     shas = {fmt: sha256_file(out / f) for fmt, f in files.items()}
     created = info.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    stale = out / WEIGHT_FILES["onnx_int8"]  # an int8 graph of other weights: gone (re-quantize)
-    if stale.exists():
-        stale.unlink()
-    metrics = {k: v for k, v in info.metrics.items() if k != "int8"}
-    final = ModelInfo.model_validate({**info.model_dump(), "weights": files, "sha256": shas, "created": created,
-                                      "metrics": metrics, "int8_temperature": None})
-    write_model_info(out, final)
+    fields = {**info.model_dump(), "weights": files, "sha256": shas, "created": created}
+    drop_int8(out, fields)  # an int8 graph of other weights: gone (re-quantize)
+    write_model_info(out, ModelInfo.model_validate(fields))
     logger.info("saved model folder {} ({}; {})", out, ", ".join(files.values()), info.weights_dtype)
     return out
+
+
+def drop_int8(model_dir: Path, fields: dict[str, Any]) -> bool:
+    """Remove the int8 graph from ``fields`` (a ``model.json`` dict being rewritten because the
+    weights it was quantized from are replaced): its weights and sha256 entries, ``metrics.int8``
+    and ``int8_temperature``, and delete its file. True when ``model.json`` listed one."""
+    weights = dict(fields.get("weights") or {})
+    listed = "onnx_int8" in weights
+    path = Path(model_dir) / weights.pop("onnx_int8", WEIGHT_FILES["onnx_int8"])
+    fields["weights"] = weights
+    fields["sha256"] = {k: v for k, v in (fields.get("sha256") or {}).items() if k != "onnx_int8"}
+    fields["metrics"] = {k: v for k, v in (fields.get("metrics") or {}).items() if k != "int8"}
+    fields["int8_temperature"] = None
+    if path.exists():
+        path.unlink()
+    return listed
 
 
 def write_model_info(model_dir: str | Path, info: ModelInfo) -> Path:

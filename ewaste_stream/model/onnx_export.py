@@ -75,7 +75,7 @@ def verify_onnx(path: str | Path, model: "torch.nn.Module", input_size: int, bat
 def export_folder_onnx(model_dir: str | Path, opset: int = DEFAULT_OPSET) -> Path:
     """(Re)export a model folder's safetensors weights to ``model.onnx`` in the same folder,
     verify it against torch and record it (file name + sha256) in ``model.json``."""
-    from .folder import WEIGHT_FILES, ModelInfo, load_torch_model, write_model_info
+    from .folder import WEIGHT_FILES, ModelInfo, drop_int8, load_torch_model, write_model_info
     from .weights import sha256_file
 
     d = Path(model_dir)
@@ -88,18 +88,11 @@ def export_folder_onnx(model_dir: str | Path, opset: int = DEFAULT_OPSET) -> Pat
     finally:
         if tmp.exists():
             tmp.unlink()
-    weights = {**info.weights, "onnx": name}
-    shas = {**info.sha256, "onnx": sha256_file(d / name)}
-    metrics = dict(info.metrics)
-    if "onnx_int8" in weights:  # made from the file just replaced: drop it rather than run a stale graph
-        stale = d / weights.pop("onnx_int8")
-        shas.pop("onnx_int8", None)
-        metrics.pop("int8", None)
-        if stale.exists():
-            stale.unlink()
-        logger.warning("{}: removed the int8 graph {} (it was made from the previous model.onnx); make a new one "
-                       "with `ewaste-stream export {} --format onnx-int8 --calib TRAIN_DIR`", d, stale.name, d)
-    final = ModelInfo.model_validate({**info.model_dump(), "weights": weights, "sha256": shas, "metrics": metrics,
-                                      "int8_temperature": info.int8_temperature if "onnx_int8" in weights else None})
+    fields = {**info.model_dump(), "weights": {**info.weights, "onnx": name},
+              "sha256": {**info.sha256, "onnx": sha256_file(d / name)}}
+    if drop_int8(d, fields):  # made from the file just replaced: drop it rather than run a stale graph
+        logger.warning("{}: removed the int8 graph (it was made from the previous model.onnx); make a new one "
+                       "with `ewaste-stream export {} --format onnx-int8 --calib TRAIN_DIR`", d, d)
+    final = ModelInfo.model_validate(fields)
     write_model_info(d, final)
     return d / name

@@ -22,6 +22,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ewaste_stream.training.cli_flags import add_recalibration_flags, run_tool
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+", help="checkpoints (best.pt, last.pt, epoch_*.pt) of one architecture")
     ap.add_argument("--like", required=True, help="model folder with the same architecture and classes (its "
@@ -29,8 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=float, nargs="+", help="one weight per checkpoint (default: equal)")
     ap.add_argument("--input-size", type=int, help="input size of the result (default: the --like folder's)")
     ap.add_argument("--out", required=True, help="model folder to write (may not be the --like folder)")
-    from ewaste_stream.training.cli_flags import add_recalibration_flags
-
     add_recalibration_flags(ap, name_default="the --like folder's")
     args = ap.parse_args(argv)
     if Path(args.out).resolve() == Path(args.like).resolve():
@@ -42,15 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--weights: give {len(args.checkpoints)} non-negative numbers, one per checkpoint")
         args.weights = [x / sum(args.weights) for x in args.weights]
 
-    from ewaste_stream.model import ModelLoadError
-    from ewaste_stream.training.checkpoint import CheckpointError
-    from ewaste_stream.training.data import DatasetError
-
-    try:
-        return run(args)
-    except (ModelLoadError, DatasetError, CheckpointError) as exc:  # name the bad file, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_tool(run, args)  # a bad folder or file: named, exit 2, no traceback
 
 
 def run(args: argparse.Namespace) -> int:

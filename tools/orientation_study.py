@@ -68,14 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the table here")
     args = ap.parse_args(argv)
 
-    from ewaste_stream.model import ModelLoadError
-    from ewaste_stream.training.data import DatasetError
+    from ewaste_stream.training.cli_flags import run_tool
 
-    try:
-        return run(args)
-    except (ModelLoadError, DatasetError) as exc:  # a bad folder: say which and what to do, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_tool(run, args)  # a bad folder or file: named, exit 2, no traceback
 
 
 def run(args: argparse.Namespace) -> int:

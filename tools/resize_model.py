@@ -21,12 +21,12 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ewaste_stream.training.cli_flags import add_recalibration_flags, run_tool
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="model folder to start from")
     ap.add_argument("--input-size", type=int, required=True, help="new input size (px)")
     ap.add_argument("--out", required=True, help="model folder to write (may not be the input folder)")
-    from ewaste_stream.training.cli_flags import add_recalibration_flags
-
     add_recalibration_flags(ap, name_default="the source's name")
     args = ap.parse_args(argv)
     if Path(args.out).resolve() == Path(args.model).resolve():
@@ -34,14 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 32 <= args.input_size <= 1024:
         ap.error("--input-size must lie in 32..1024")
 
-    from ewaste_stream.model import ModelLoadError
-    from ewaste_stream.training.data import DatasetError
-
-    try:
-        return run(args)
-    except (ModelLoadError, DatasetError) as exc:  # a bad folder: say which and what to do, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_tool(run, args)  # a bad folder or file: named, exit 2, no traceback
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,14 +45,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"error: --format onnx-int8 takes a model folder and --calib TRAIN_DIR (got {args.src}, "
                       f"--calib {args.calib})", file=sys.stderr)
                 return 2
-            from ..model import load_model_info
-            from ..model.quantize import calibration_crops, quantize_folder
+            from ..model.quantize import calibration_crops, fp32_graph, quantize_folder
 
-            info = load_model_info(args.src)
-            if "onnx" not in info.weights:
-                print(f"error: {args.src}: no model.onnx to quantize; run `ewaste-stream export {args.src} "
-                      f"--format onnx` first", file=sys.stderr)
-                return 2
+            info, _ = fp32_graph(args.src)  # before the calibration crops are rendered
             cal, check = calibration_crops(args.calib, info.class_names, per_class=args.calib_per_class)
             out = quantize_folder(args.src, cal, check, min_agreement=args.min_agreement,
                                   describe={"calibration_data": str(args.calib), "per_class": args.calib_per_class})

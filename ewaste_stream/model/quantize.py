@@ -24,7 +24,7 @@ from loguru import logger
 from .folder import WEIGHT_FILES, ModelInfo, load_model_info, weights_path, write_model_info
 from .onnx_export import INPUT_NAME, ModelExportError
 from .preprocessing import preprocess
-from .weights import sha256_file
+from .weights import ModelLoadError, sha256_file
 from ..training.calibration import fit_temperature_to, softmax
 
 CALIBRATION_BATCH = 8
@@ -43,6 +43,16 @@ def _logits(sess, crops: Sequence[np.ndarray], info: ModelInfo) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, info.num_classes), np.float32)
 
 
+def fp32_graph(model_dir: str | Path) -> tuple[ModelInfo, Path]:
+    """A model folder's ``model.json`` and its checked ``model.onnx``, the graph int8 is made from;
+    a folder without one raises :class:`ModelLoadError` saying to export it first."""
+    d = Path(model_dir)
+    info = load_model_info(d)
+    if "onnx" not in info.weights:
+        raise ModelLoadError(f"{d}: no model.onnx to quantize; run `ewaste-stream export {d} --format onnx` first")
+    return info, weights_path(d, info, "onnx")
+
+
 def quantize_folder(model_dir: str | Path, calibration: Sequence[np.ndarray], check: Sequence[np.ndarray],
                     min_agreement: float = 0.95, describe: dict | None = None) -> Path:
     """Write ``model.int8.onnx`` into ``model_dir`` from its ``model.onnx``: activation ranges
@@ -57,8 +67,7 @@ def quantize_folder(model_dir: str | Path, calibration: Sequence[np.ndarray], ch
         raise ModelExportError(f"int8 quantization needs the onnx package ({exc}); "
                                f"pip install 'ewaste-stream[train]'") from None
     d = Path(model_dir)
-    info = load_model_info(d)
-    src = weights_path(d, info, "onnx")
+    info, src = fp32_graph(d)
     if len(calibration) < CALIBRATION_BATCH or not len(check):
         raise ModelExportError(f"{d}: int8 calibration needs at least {CALIBRATION_BATCH} calibration crops and "
                                f"some check crops (got {len(calibration)} and {len(check)})")

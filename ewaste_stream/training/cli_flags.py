@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import typing
 from typing import Any
 
@@ -52,3 +53,17 @@ def add_recalibration_flags(parser: argparse.ArgumentParser, name_default: str) 
     parser.add_argument("--belt-per-photo", type=int, default=3, help="val belt crops per photo (default 3)")
     parser.add_argument("--belt-seed", type=int, default=20261127, help="seed of the val belt crops (training's)")
     parser.add_argument("--name", help=f"model name (default: {name_default})")
+
+
+def run_tool(run, args: argparse.Namespace) -> int:
+    """``run(args)`` for the model tools in ``tools/``: a missing or broken model folder, dataset
+    or checkpoint prints ``error: <message naming the file>`` and returns 2, no traceback."""
+    from ..model import ModelLoadError
+    from .checkpoint import CheckpointError
+    from .data import DatasetError
+
+    try:
+        return run(args)
+    except (ModelLoadError, DatasetError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

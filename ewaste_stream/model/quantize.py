@@ -39,8 +39,9 @@ def _session(path: Path, threads: int = 2):
 
 
 def _logits(sess, crops: Sequence[np.ndarray], info: ModelInfo) -> np.ndarray:
-    out = [sess.run(None, {INPUT_NAME: preprocess(list(crops[i:i + 32]), info)})[0] for i in range(0, len(crops), 32)]
-    return np.concatenate(out) if out else np.zeros((0, info.num_classes), np.float32)
+    from ..training.datasets import predict_probs  # its batching loop, here over raw logits
+
+    return predict_probs(lambda chunk: sess.run(None, {INPUT_NAME: preprocess(chunk, info)})[0], crops, batch_size=32)
 
 
 def fp32_graph(model_dir: str | Path) -> tuple[ModelInfo, Path]:

@@ -7,7 +7,8 @@ vignette) and how much the texture varies per row. So the belt model is:
 
 - ``mean``: a per-pixel running average of the belt, seeded with the per-row median of the
   first frame (robust to items already on the belt) and updated only where no item is,
-  so lighting drift and vignetting are learned and items are not;
+  so lighting drift and vignetting are learned and items are not (what stays put in the
+  picture while the belt moves, e.g. a new light, is learnt slowly after ``GHOST_FRAMES``);
 - ``sigma``: per-row robust spread of the belt around that mean (grain, mottle, streaks).
 
 A pixel is an item where its colour differs from the belt mean by more than
@@ -35,7 +36,9 @@ from .config import DetectorSection
 from .messages import Detection, Frame
 
 _ALPHA = 0.05  # belt-model learning rate per frame (belt pixels)
-_ALPHA_FG = 0.002  # ... under detected items (so a ghost of a start-up item fades)
+_ALPHA_FG = 0.002  # ... under what stayed foreground for GHOST_FRAMES of belt motion (it is not an item)
+GHOST_FRAMES = 60  # frames of belt motion a pixel stays foreground before the belt model starts to learn it
+_MOVING = 0.25  # px/frame of the motion image (1/2 the working size): the belt moves
 _SIGMA_MIN = 1.0  # grey levels: floor of the belt's per-row spread
 
 
@@ -72,6 +75,7 @@ class BeltDetector:
         self.sigma_c: np.ndarray | None = None  # float32 sh x 1: per-row spread of colour
         self.motion = BeltMotion()
         self.frames = 0
+        self._fg_age: np.ndarray | None = None  # uint16 (sh, sw): frames each pixel has been foreground in a row
         side = int(np.ceil(cfg.shadow_width * self.height / self.sy)) | 1  # odd, a bit wider than a shadow rim
         self._shadow_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side + 2, side + 2))
         side = int(np.ceil(cfg.bridge_width * self.height / self.sy)) | 1
@@ -97,7 +101,7 @@ class BeltDetector:
         lum, chroma, belt_lum = self._residual(small)
         mask, contrast = self._foreground(lum, chroma, belt_lum)
         shift, conf = self.motion.update(lum)
-        self._learn(small, lum, chroma, mask)
+        self._learn(small, lum, chroma, mask, moving=shift is not None and abs(shift[0]) + abs(shift[1]) >= _MOVING)
         self.frames += 1
         if shift is not None:
             shift = (shift[0] * self.sx * 2, shift[1] * self.sy * 2)  # motion works at half the small size
@@ -147,12 +151,19 @@ class BeltDetector:
         contrast = cv2.max(cv2.absdiff(lum, 0.0) / thr_l, chroma / thr_c)
         return mask, contrast
 
-    def _learn(self, small: np.ndarray, lum: np.ndarray, chroma: np.ndarray, mask: np.ndarray) -> None:
+    def _learn(self, small: np.ndarray, lum: np.ndarray, chroma: np.ndarray, mask: np.ndarray, moving: bool) -> None:
         assert self.mean is not None
         near = cv2.dilate(mask, _KERNEL5)  # keep item borders and shadows out of the belt model
         belt = (near == 0).astype(np.uint8)
         cv2.accumulateWeighted(small, self.mean, _ALPHA, belt)
-        cv2.accumulateWeighted(small, self.mean, _ALPHA_FG, near)
+        # Only what stays put while the belt moves is slowly learnt (a lighting change, something
+        # stuck in view): an item moving with the belt covers a pixel for a few frames, and learning
+        # it then leaves a trail of its colour in the belt model; items on a stopped belt are items.
+        age = self._fg_age if self._fg_age is not None else np.zeros(near.shape, np.uint16)
+        self._fg_age = np.where(near > 0, np.minimum(age + int(moving), GHOST_FRAMES), 0).astype(np.uint16)
+        ghost = (self._fg_age >= GHOST_FRAMES).astype(np.uint8)
+        if ghost.any():
+            cv2.accumulateWeighted(small, self.mean, _ALPHA_FG, ghost)
         if self.frames % 4 == 0:
             self.sigma_l = _blend_sigma(self.sigma_l, _robust_row_sigma(np.abs(lum), belt))
             self.sigma_c = _blend_sigma(self.sigma_c, _robust_row_sigma(chroma, belt))

@@ -77,3 +77,50 @@ def test_roi_limits_detection():
     res = _run(belt, items, 3, DetectorSection(roi=(0.0, 0.0, 1.0, 0.5)))
     dets = res[-1][1]
     assert len(dets) == 1 and dets[0].centroid[1] < 180
+
+
+def _belt_chroma_bias(an_det: BeltDetector, clean: BeltDetector, rows: slice) -> float:
+    """Largest colour difference (grey levels) between two belt models over ``rows``."""
+    import numpy as np
+    diff = np.abs(an_det.mean[rows, :, 1:] - clean.mean[rows, :, 1:])
+    return float(diff.max())
+
+
+def test_moving_items_leave_no_trail_of_their_colour_in_the_belt_model():
+    """Saturated items pass; the belt model behind them must stay the belt's (a trail of their
+    colour would make the next item's neighbourhood look like an item at a low chroma threshold)."""
+    items = [SynthItem(i, cx=-60.0 - 120 * i, cy=180.0, w=90.0, h=60.0, cls=i % 5) for i in range(6)]
+    cfg = DetectorSection(chroma_threshold=3.0)
+    dets, clean = (BeltDetector(cfg, "cam0", W, H) for _ in range(2))
+    belt = SynthBelt(W, H, seed=6, speed=lambda k: 12.0)
+    for k in range(110):
+        img, _ = belt.frame(k, items)
+        an = dets.analyse(Frame("cam0", k, k / 60.0, img))
+        clean.analyse(Frame("cam0", k, k / 60.0, belt.frame(k, [])[0]))
+        assert len(detections_from_mask(an, cfg)) <= len(items)
+    assert _belt_chroma_bias(dets, clean, slice(75, 105)) < 1.0  # rows the items travelled (180 / 2 +- 15)
+
+
+def test_items_on_a_stopped_belt_stay_items():
+    """The belt stops for 10 s with a dark item in view: the item must not fade into the belt."""
+    item = SynthItem(1, cx=300.0, cy=180.0, w=110.0, h=70.0, angle=25.0, cls=1, kind="dark")
+    belt = SynthBelt(W, H, seed=2, speed=lambda k: 0.0)
+    res = _run(belt, [item], 600)
+    for an, dets, gts in res[-3:]:
+        assert len(dets) == 1 and _iou(dets[0].bbox, gts[0]["bbox"]) > 0.75, an.frame_seq
+
+
+def test_something_stuck_in_view_of_a_moving_belt_fades_into_it():
+    """A bright patch that stays put while the belt moves (a new light, dirt on the window) is
+    learnt after GHOST_FRAMES and stops being an item."""
+    from ewaste_stream.detect import GHOST_FRAMES
+    belt = SynthBelt(W, H, seed=7, speed=lambda k: 10.0)
+    det = BeltDetector(DetectorSection(), "cam0", W, H)
+    seen = []
+    for k in range(GHOST_FRAMES + 900):
+        img, _ = belt.frame(k, [])
+        if k >= 20:
+            img[100:160, 200:300] = (img[100:160, 200:300].astype(int) + 40).clip(0, 255).astype(img.dtype)
+        seen.append(len(detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, img)), det.cfg)))
+    assert seen[25:20 + GHOST_FRAMES] == [1] * (GHOST_FRAMES - 5)  # an item until it has stayed put
+    assert seen[-50:] == [0] * 50

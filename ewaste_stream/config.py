@@ -94,7 +94,8 @@ class DetectorSection(_Section):
     min_area_frac: float = Field(0.0016, ge=0, lt=1)  # ... nor smaller than this fraction of the frame (fragments)
     max_area: int = Field(200_000, ge=1)  # px
     threshold: float = Field(10.0, gt=0)  # grey levels: min brightness difference from the learned belt
-    chroma_threshold: float = Field(3.0, gt=0)  # grey levels: min colour difference (B-G or R-G vs the belt's)
+    chroma_threshold: float = Field(4.5, gt=0)  # grey levels: min colour difference (B-G or R-G vs the belt's)
+    solid_chroma_threshold: float | None = Field(3.0, gt=0)  # ... down to this where they fill 3x3 patches; None = off
     noise_k: float = Field(2.5, gt=0)  # ... and at least this many times the belt's per-row spread
     shadow_ratio: float = Field(0.5, ge=0, le=1)  # darker but >= this x the belt's brightness, same colour: shadow
     shadow_width: float = Field(0.033, ge=0, le=0.5)  # widest shadow rim beside an item (x frame height)

@@ -142,6 +142,9 @@ class BeltDetector:
         thr_c = np.maximum(np.float32(self.cfg.chroma_threshold), k * self.sigma_c)
         dark_l = np.maximum(thr_l, np.float32(1.0 - self.cfg.shadow_ratio) * belt_lum)
         strong = ((lum > thr_l) | (lum < -dark_l) | (chroma > thr_c)).astype(np.uint8)
+        if self.cfg.solid_chroma_threshold is not None:  # faint tint over solid patches: a dark item's body
+            thr_s = np.maximum(np.float32(self.cfg.solid_chroma_threshold), k * self.sigma_c)
+            strong |= cv2.morphologyEx((chroma > thr_s).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL3)
         dim = (lum < -thr_l).astype(np.uint8)
         mask = strong | cv2.morphologyEx(dim, cv2.MORPH_OPEN, self._shadow_kernel)
         if self.cfg.bridge_width > 0:  # dark bands inside an item (between its brighter parts)
@@ -170,6 +173,7 @@ class BeltDetector:
 
 
 _KERNEL5 = np.ones((5, 5), np.uint8)
+_KERNEL3 = np.ones((3, 3), np.uint8)
 _OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [1.0, -1.0, 0.0], [0.0, -1.0, 1.0]], np.float32)  # from BGR
 
 

@@ -124,3 +124,53 @@ def test_something_stuck_in_view_of_a_moving_belt_fades_into_it():
         seen.append(len(detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, img)), det.cfg)))
     assert seen[25:20 + GHOST_FRAMES] == [1] * (GHOST_FRAMES - 5)  # an item until it has stayed put
     assert seen[-50:] == [0] * 50
+
+
+def _tinted_frames(frames: int, tint: float, colour_noise: float, seed: int = 8):
+    """Frames of a moving belt with per-pixel colour noise and one dark item that differs from
+    the belt only by a faint blue tint (``tint`` grey levels; its texture is the belt's)."""
+    import cv2
+    import numpy as np
+    belt = SynthBelt(W, H, seed=seed, speed=lambda k: 10.0)
+    rng = np.random.default_rng(seed)
+    item = SynthItem(1, cx=-60.0, cy=180.0, w=110.0, h=70.0, angle=25.0)
+    for k in range(frames):
+        img, _ = belt.frame(k, [])
+        img = img.astype(np.float32) + rng.normal(0.0, colour_noise, img.shape).astype(np.float32)
+        _, gts = belt.frame(k, [item])
+        poly = cv2.boxPoints(((item.cx + belt.offset(k), item.cy), (item.w, item.h), item.angle))
+        inside = np.zeros(img.shape[:2], np.uint8)
+        cv2.fillPoly(inside, [np.round(poly).astype(np.int32)], 1)
+        img[inside > 0, 0] += tint
+        yield k, np.clip(img, 0, 255).astype(np.uint8), gts
+
+
+@pytest.mark.parametrize("solid", [None, 3.0])
+def test_faintly_tinted_item_is_found_over_solid_patches_only(solid):
+    """A 4-grey-level tint is below ``chroma_threshold`` (4.5); ``solid_chroma_threshold`` finds
+    the item whole, and the same low threshold does not turn colour noise into items."""
+    cfg = DetectorSection(solid_chroma_threshold=solid)
+    det = BeltDetector(cfg, "cam0", W, H)
+    for k, img, gts in _tinted_frames(40, tint=4.0, colour_noise=1.0):
+        dets = detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, img)), cfg)
+        if k >= 25:
+            if solid is None:
+                assert dets == [], k
+            else:
+                assert len(dets) == 1 and _iou(dets[0].bbox, gts[0]["bbox"]) > 0.75, (k, [d.bbox for d in dets])
+
+
+def test_colour_noise_near_the_low_threshold_makes_no_specks():
+    """Per-pixel colour noise often above 3 grey levels: a flat 3.0 threshold fills the mask with
+    specks (which bridge neighbours); over solid patches only it leaves the belt empty."""
+    import numpy as np
+    flat = BeltDetector(DetectorSection(chroma_threshold=3.0, noise_k=1.0), "cam0", W, H)
+    solid = BeltDetector(DetectorSection(solid_chroma_threshold=3.0, noise_k=1.0), "cam0", W, H)
+    specks = []
+    for k, img, _ in _tinted_frames(30, tint=0.0, colour_noise=4.0):
+        fr = Frame("cam0", k, k / 60.0, img)
+        an = solid.analyse(fr)
+        assert k < 5 or detections_from_mask(an, solid.cfg) == [], k
+        specks.append((int(flat.analyse(fr).mask.sum()), int(an.mask.sum())))
+    flat_px, solid_px = (np.mean(v) for v in zip(*specks[5:]))
+    assert flat_px > 500 and solid_px < 0.02 * flat_px, specks

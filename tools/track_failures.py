@@ -9,7 +9,9 @@ tools/score_decisions.py. Classes:
 - missed, *merged*: a decision's box covers the item (it was decided as part of a neighbour);
   missed, *unseen*: no decision covers it (too faint for the detector: dark on a dark belt);
 - duplicate: a second decision within the tolerance of a matched item (the item was cut
-  into pieces); with ``--images``, those whose cut-out has several separate parts are counted;
+  into pieces); with ``--images``, those whose cut-out has several separate parts are counted
+  (videos made since 2026-11-28 draw only a cut-out's largest part, ``compose.one_object``,
+  so there are none in them: pass ``--images`` for older videos only);
 - phantom: a decision near no item.
 
 Each line gives the frame at the line so the case can be looked at with

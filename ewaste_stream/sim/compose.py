@@ -62,6 +62,22 @@ def cutout(photo_rgb: np.ndarray, border_white_min: float = 0.55) -> tuple[np.nd
     return img, np.clip(alpha, 0.0, 1.0)
 
 
+def one_object(alpha: np.ndarray) -> np.ndarray:
+    """The cut-out's largest part alone, so that one sprite is one item on the belt.
+
+    A photo can show several products (three TVs), a watermark banner, or a white product that
+    the background removal cut into pieces; on a belt those are separate things, and a video
+    whose ground truth calls them one item counts the pipeline's right answer (one decision
+    per part) as duplicates. Alpha of the other parts is set to 0."""
+    m = (alpha > 0.5).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 2:
+        return alpha
+    main = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    rim = cv2.dilate(main, np.ones((5, 5), np.uint8))  # the main part with its soft edge
+    return (alpha * rim).astype(np.float32)
+
+
 def _drop_specks(mask: np.ndarray, min_area: int) -> np.ndarray:
     """Drop components smaller than min_area or than 3 % of the largest (watermarks, dust)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)

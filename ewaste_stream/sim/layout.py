@@ -16,7 +16,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .compose import Pose, Sprite, cutout, make_sprite, sample_pose
+from .compose import Pose, Sprite, cutout, make_sprite, one_object, sample_pose
 from .effects import Realism, blur_length
 
 
@@ -63,7 +63,11 @@ def load_photos(images: Path, realism: Realism) -> list[Photo]:
             if bgr is None:
                 raise ValueError(f"{f}: cannot decode this image; remove or replace it")
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            rgb, alpha = cutout(rgb) if realism.cutout else (rgb, np.ones(rgb.shape[:2], np.float32))
+            if realism.cutout:  # one object per sprite: a photo of three TVs is not one item
+                rgb, alpha = cutout(rgb)
+                alpha = one_object(alpha)
+            else:
+                alpha = np.ones(rgb.shape[:2], np.float32)
             photos.append(Photo(cls_dir.name, f"{cls_dir.name}/{f.name}", rgb, alpha, bool(alpha.min() < 0.99)))
     if not photos:
         raise FileNotFoundError(f"--images {images}: no class folders with .jpg/.png images found")

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ewaste_stream.sim.compose import (Pose, belt_texture, cutout, detector_box, make_sprite, paste_sprite,
-                                       render_belt_crop)
+from ewaste_stream.sim.compose import (Pose, belt_texture, cutout, detector_box, make_sprite, one_object,
+                                       paste_sprite, render_belt_crop)
 from ewaste_stream.sim.effects import Realism
 
 OFF = Realism(texture=0, lighting=0, vignette=0, noise=0, motion_blur=0, shadows=0, rotation=0, dark_items=0)
@@ -51,6 +51,22 @@ def test_cutout_keeps_tile_when_nothing_would_be_left():
     img[70:74, 70:74] = 0  # a speck, not a product
     _, alpha = cutout(img)
     assert alpha.min() == 1.0
+
+
+def test_one_object_keeps_the_largest_product_of_a_photo():
+    """Two products (and a banner) in one photo: the sprite is the biggest product alone."""
+    _, big = product_photo(np.random.default_rng(4))
+    small = np.zeros_like(big)
+    small[115:140, 20:50] = True  # a second product
+    small[2:6, 10:140] = True  # a watermark banner
+    alpha = cv2.GaussianBlur((big | small).astype(np.float32), (0, 0), 0.8)  # as cutout() leaves it
+    assert cv2.connectedComponents((alpha > 0.5).astype(np.uint8))[0] - 1 == 3
+    one = one_object(alpha)
+    fg = one > 0.5
+    assert (fg & big).sum() / (fg | big).sum() > 0.9
+    assert one[small].max() == 0.0 and cv2.connectedComponents((one > 0.01).astype(np.uint8))[0] - 1 == 1
+    single = cutout(product_photo(np.random.default_rng(5))[0])[1]
+    assert np.array_equal(one_object(single), single)  # one part: unchanged
 
 
 @pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32),

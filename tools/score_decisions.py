@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--fps", type=float, default=None, help="video fps (default: from PREFIX.meta.json)")
     args = p.parse_args(argv)
+    from ewaste_stream.cli import reader_gone
     from ewaste_stream.scoring import format_report, meta_beside, read_decisions, read_gt, score_report
 
     try:
@@ -46,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"score_decisions: {args.decisions}:{n}: skipped malformed decision: {err}", file=sys.stderr)
     if bad:
         print(f"score_decisions: {len(bad)} malformed line(s) skipped", file=sys.stderr)
-    print(json.dumps(result) if args.json else format_report(result, details))
+    try:
+        print(json.dumps(result) if args.json else format_report(result, details))
+    except BrokenPipeError:  # `| head`
+        return reader_gone()
     return 0
 
 

@@ -136,3 +136,22 @@ def _restore_logging():
 
     logger.remove()
     logger.add(sys.stderr, level="INFO")
+
+
+def test_decisions_piped_into_head_exits_cleanly(tmp_path):
+    """`ewaste-stream decisions ... | head -1`: the reader goes away; exit 0, no traceback."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "d.jsonl"
+    log = JsonlDecisionLog(path, fsync="never")
+    for i in range(1, 3001):  # far more than a pipe buffer holds
+        log(make_decision(i, boot_id="A"))
+    log.close()
+    proc = subprocess.Popen([sys.executable, "-m", "ewaste_stream", "decisions", "--log", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(proc.stdout.readline())["seq"] == 1
+    proc.stdout.close()  # what `head -1` does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -8,7 +8,9 @@ vignette) and how much the texture varies per row. So the belt model is:
 - ``mean``: a per-pixel running average of the belt, seeded with the per-row median of the
   first frame (robust to items already on the belt) and updated only where no item is,
   so lighting drift and vignetting are learned and items are not (what stays put in the
-  picture while the belt moves, e.g. a new light, is learnt slowly after ``GHOST_FRAMES``);
+  picture while the belt moves, e.g. a new light, is learnt slowly after ``GHOST_FRAMES``;
+  a sudden change of the whole belt's brightness, a light switched or an exposure step,
+  rescales the model at once: ``LIGHT_STEP``);
 - ``sigma``: per-row robust spread of the belt around that mean (grain, mottle, streaks).
 
 A pixel is an item where its colour differs from the belt mean by more than
@@ -39,6 +41,7 @@ _ALPHA = 0.05  # belt-model learning rate per frame (belt pixels)
 _ALPHA_FG = 0.002  # ... under what stayed foreground for GHOST_FRAMES of belt motion (it is not an item)
 GHOST_FRAMES = 60  # frames of belt motion a pixel stays foreground before the belt model starts to learn it
 _MOVING = 0.25  # px/frame of the motion image (1/2 the working size): the belt moves
+LIGHT_STEP = 0.1  # the whole belt 10 % brighter or darker than its model at once: rescale the model
 _SIGMA_MIN = 1.0  # grey levels: floor of the belt's per-row spread
 
 
@@ -76,6 +79,9 @@ class BeltDetector:
         self.motion = BeltMotion()
         self.frames = 0
         self._fg_age: np.ndarray | None = None  # uint16 (sh, sw): frames each pixel has been foreground in a row
+        self._belt_px: np.ndarray | None = None  # bool (sh, sw): last frame's belt pixels (light steps)
+        self.light_steps = 0  # sudden lighting changes followed (see _follow_light_step) ...
+        self.last_light_step = 1.0  # ... and the last one's brightness ratio
         side = int(np.ceil(cfg.shadow_width * self.height / self.sy)) | 1  # odd, a bit wider than a shadow rim
         self._shadow_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side + 2, side + 2))
         side = int(np.ceil(cfg.bridge_width * self.height / self.sy)) | 1
@@ -98,6 +104,7 @@ class BeltDetector:
         small = cv2.transform(cv2.GaussianBlur(small, (3, 3), 0).astype(np.float32), _OPPONENT)
         if self.mean is None:
             self._init_model(small)
+        self._follow_light_step(small)
         lum, chroma, belt_lum = self._residual(small)
         mask, contrast = self._foreground(lum, chroma, belt_lum)
         shift, conf = self.motion.update(lum)
@@ -121,6 +128,24 @@ class BeltDetector:
         lum, d1, d2 = cv2.split(cv2.subtract(small, self.mean))
         chroma = cv2.max(cv2.absdiff(d1, 0.0), cv2.absdiff(d2, 0.0))
         return lum, chroma, cv2.extractChannel(self.mean, 0)
+
+    def _follow_light_step(self, small: np.ndarray) -> None:
+        """A light switched on or off, a camera's exposure step: the whole belt is brighter or
+        darker than its model by more than LIGHT_STEP. Relearnt pixel by pixel, the whole
+        picture would be "item" for seconds (the lanes that items cover for longer still), and
+        no item found meanwhile; instead the model is scaled by the step at once. The step is
+        the median ratio over last frame's belt pixels (over all pixels when they are too few:
+        after a step everything differed). Slower drift is learnt pixel by pixel as before."""
+        assert self.mean is not None
+        lum, belt = small[::2, ::2, 0], self.mean[::2, ::2, 0]
+        sel = self._belt_px[::2, ::2] if self._belt_px is not None else None
+        if sel is None or sel.mean() < 0.2:
+            sel = np.ones(lum.shape, bool)
+        ratio = float(np.median(lum[sel] / np.maximum(belt[sel], 1.0)))
+        if np.isfinite(ratio) and abs(ratio - 1.0) > LIGHT_STEP:
+            self.mean *= np.float32(ratio)
+            self.light_steps += 1
+            self.last_light_step = ratio
 
     def _init_model(self, small: np.ndarray) -> None:
         row = np.median(small, axis=1, keepdims=True)  # items rarely cover half of a row
@@ -158,6 +183,7 @@ class BeltDetector:
         assert self.mean is not None
         near = cv2.dilate(mask, _KERNEL5)  # keep item borders and shadows out of the belt model
         belt = (near == 0).astype(np.uint8)
+        self._belt_px = belt > 0
         cv2.accumulateWeighted(small, self.mean, _ALPHA, belt)
         # Only what stays put while the belt moves is slowly learnt (a lighting change, something
         # stuck in view): an item moving with the belt covers a pixel for a few frames, and learning

@@ -194,6 +194,7 @@ class StatusKind(str, enum.Enum):
     STAGE_ERROR = "stage_error"
     QUEUE_HIGH_WATER = "queue_high_water"
     SINK_ERROR = "sink_error"
+    LIGHT_CHANGED = "light_changed"  # a camera's belt got brighter/darker at once; its belt model was rescaled
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,7 +79,12 @@ class Pipeline:
         ``detect.working_size``), e.g. by the decoding thread."""
         t0 = time.perf_counter()
         det = self._detector(frame)
+        steps = det.light_steps
         an = det.analyse(frame, small)
+        if det.light_steps != steps:
+            self._status(StatusKind.LIGHT_CHANGED, frame.camera, frame.t,
+                         f"the belt became {100 * (det.last_light_step - 1):+.0f} % brighter at once "
+                         "(lighting or exposure changed); belt model rescaled")
         t1 = time.perf_counter()
         step = self.tracker.step(an)
         self._merge(step.merged)

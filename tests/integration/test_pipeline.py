@@ -204,3 +204,33 @@ def test_derotate_cuts_views_along_the_items_rectangle():
         assert sorted(d.label for d in decisions) == sorted(f"class{it.cls}" for it in items)
         fills[derotate] = float(np.median([_fill_of_item(c) for c in clf.crops]))
     assert fills[True] > 0.85 > fills[False]
+
+
+def test_a_lighting_step_mid_run_loses_no_item():
+    """The light switches (the whole picture 1.5x brighter from frame 35): one status says so,
+    and every item still gets exactly one decision with its label."""
+    items = _scene()
+    belt = SynthBelt(W, H, seed=1, speed=lambda k: SPEED)
+    out, statuses = [], []
+    pipe = Pipeline(_config(), ColourClassifier(), "boot-test", out.append, statuses.append, inline_inference=True)
+    try:
+        for k in range(90):
+            img, _ = belt.frame(k, items)
+            if k >= 35:
+                img = np.clip(img.astype(np.float32) * 1.5, 0, 255).astype(np.uint8)
+            pipe.process(Frame("cam0", k, k / FPS, img))
+    finally:
+        pipe.close()
+    crossing = _crossing_items(items, belt, 90)
+    light = [s for s in statuses if s.kind == StatusKind.LIGHT_CHANGED]
+    assert len(light) == 1 and light[0].source == "cam0" and light[0].t == 35 / FPS, statuses
+    assert 45 <= int(light[0].detail.split("became +")[1].split(" %")[0]) <= 50, light[0].detail
+    assert len(out) == len(crossing)
+    by_item = {}
+    for d in out:
+        match = [i for i, t in crossing.items() if abs(t - d.t_cross) < 1.5 / FPS
+                 and abs(next(it.cy for it in items if it.item == i) / H - d.y) < 0.05]
+        assert len(match) == 1, d
+        by_item[match[0]] = d
+        assert d.label == f"class{next(it.cls for it in items if it.item == match[0])}"
+    assert len(by_item) == len(crossing)

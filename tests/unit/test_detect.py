@@ -174,3 +174,30 @@ def test_colour_noise_near_the_low_threshold_makes_no_specks():
         specks.append((int(flat.analyse(fr).mask.sum()), int(an.mask.sum())))
     flat_px, solid_px = (np.mean(v) for v in zip(*specks[5:]))
     assert flat_px > 500 and solid_px < 0.02 * flat_px, specks
+
+
+def _counts_under_light(step: str | None, frames: int = 200) -> list[int]:
+    """Detections per frame of a fixed scene; from frame 50 the light changes (``step``)."""
+    import numpy as np
+    belt = SynthBelt(W, H, seed=3, speed=lambda k: 12.0)
+    items = [SynthItem(i, cx=-60.0 - 150 * i, cy=90.0 + 90 * (i % 3), w=90, h=60, cls=i % 5,
+                       kind="dark" if i % 4 == 3 else "light") for i in range(12)]
+    det = BeltDetector(DetectorSection(), "cam0", W, H)
+    out = []
+    for k in range(frames):
+        img, _ = belt.frame(k, items)
+        if step and k >= 50:
+            f = img.astype(np.float32)
+            f = f + float(step[1:]) if step[0] == "+" else f * float(step[1:])
+            img = np.clip(f, 0, 255).astype(np.uint8)
+        out.append(len(detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, img)), det.cfg)))
+    return out
+
+
+@pytest.mark.parametrize("step", ["*1.6", "*0.6", "+30"])
+def test_a_lighting_step_does_not_blind_the_detector(step):
+    """A light switched on/off or an exposure step: items are found as before, at once (not
+    after seconds of the whole picture being "item" while the belt model relearns)."""
+    ref, lit = _counts_under_light(None), _counts_under_light(step)
+    differ = [k for k in range(50, len(ref)) if lit[k] != ref[k]]
+    assert len(differ) <= 3, differ

@@ -9,8 +9,8 @@ vignette) and how much the texture varies per row. So the belt model is:
   first frame (robust to items already on the belt) and updated only where no item is,
   so lighting drift and vignetting are learned and items are not (what stays put in the
   picture while the belt moves, e.g. a new light, is learnt slowly after ``GHOST_FRAMES``;
-  a sudden change of the whole belt's brightness, a light switched or an exposure step,
-  rescales the model at once: ``LIGHT_STEP``);
+  a sudden change of the whole belt's brightness or colour, a light switched or an
+  exposure or white-balance step, rescales the model at once: ``LIGHT_STEP``);
 - ``sigma``: per-row robust spread of the belt around that mean (grain, mottle, streaks).
 
 A pixel is an item where its colour differs from the belt mean by more than
@@ -42,6 +42,7 @@ _ALPHA_FG = 0.002  # ... under what stayed foreground for GHOST_FRAMES of belt m
 GHOST_FRAMES = 60  # frames of belt motion a pixel stays foreground before the belt model starts to learn it
 _MOVING = 0.25  # px/frame of the motion image (1/2 the working size): the belt moves
 LIGHT_STEP = 0.1  # the whole belt 10 % brighter or darker than its model at once: rescale the model
+COLOUR_STEP = 1.5  # ... or its colour (B-G, R-G) off by this many grey levels: shift the model
 _SIGMA_MIN = 1.0  # grey levels: floor of the belt's per-row spread
 
 
@@ -81,7 +82,7 @@ class BeltDetector:
         self._fg_age: np.ndarray | None = None  # uint16 (sh, sw): frames each pixel has been foreground in a row
         self._belt_px: np.ndarray | None = None  # bool (sh, sw): last frame's belt pixels (light steps)
         self.light_steps = 0  # sudden lighting changes followed (see _follow_light_step) ...
-        self.last_light_step = 1.0  # ... and the last one's brightness ratio
+        self.last_light_step = (1.0, 0.0, 0.0)  # ... and the last one: brightness ratio, B-G and R-G shift
         side = int(np.ceil(cfg.shadow_width * self.height / self.sy)) | 1  # odd, a bit wider than a shadow rim
         self._shadow_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side + 2, side + 2))
         side = int(np.ceil(cfg.bridge_width * self.height / self.sy)) | 1
@@ -130,22 +131,29 @@ class BeltDetector:
         return lum, chroma, cv2.extractChannel(self.mean, 0)
 
     def _follow_light_step(self, small: np.ndarray) -> None:
-        """A light switched on or off, a camera's exposure step: the whole belt is brighter or
-        darker than its model by more than LIGHT_STEP. Relearnt pixel by pixel, the whole
-        picture would be "item" for seconds (the lanes that items cover for longer still), and
-        no item found meanwhile; instead the model is scaled by the step at once. The step is
-        the median ratio over last frame's belt pixels (over all pixels when they are too few:
-        after a step everything differed). Slower drift is learnt pixel by pixel as before."""
+        """A light switched on or off, a camera's exposure or white-balance step: the whole belt
+        is brighter or darker than its model by more than LIGHT_STEP, or another colour by more
+        than COLOUR_STEP grey levels. Relearnt pixel by pixel, the whole picture would be
+        "item" for seconds (the lanes that items cover for longer still), and no item found
+        meanwhile; instead the model is scaled (brightness) and shifted (colour) at once. The
+        step is the median over last frame's belt pixels (over all pixels when they are too
+        few: after a step everything differed). Slower drift is learnt pixel by pixel."""
         assert self.mean is not None
-        lum, belt = small[::2, ::2, 0], self.mean[::2, ::2, 0]
+        now, model = small[::2, ::2], self.mean[::2, ::2]
         sel = self._belt_px[::2, ::2] if self._belt_px is not None else None
         if sel is None or sel.mean() < 0.2:
-            sel = np.ones(lum.shape, bool)
-        ratio = float(np.median(lum[sel] / np.maximum(belt[sel], 1.0)))
-        if np.isfinite(ratio) and abs(ratio - 1.0) > LIGHT_STEP:
-            self.mean *= np.float32(ratio)
-            self.light_steps += 1
-            self.last_light_step = ratio
+            sel = np.ones(now.shape[:2], bool)
+        ratio = float(np.median(now[..., 0][sel] / np.maximum(model[..., 0][sel], 1.0)))
+        if not np.isfinite(ratio) or abs(ratio - 1.0) <= LIGHT_STEP:
+            ratio = 1.0
+        shift = [float(np.median(now[..., c][sel] - ratio * model[..., c][sel])) for c in (1, 2)]
+        shift = [v if abs(v) > COLOUR_STEP else 0.0 for v in shift]
+        if ratio == 1.0 and not any(shift):
+            return
+        self.mean *= np.float32(ratio)
+        self.mean[..., 1:] += np.float32(shift)
+        self.light_steps += 1
+        self.last_light_step = (ratio, shift[0], shift[1])
 
     def _init_model(self, small: np.ndarray) -> None:
         row = np.median(small, axis=1, keepdims=True)  # items rarely cover half of a row

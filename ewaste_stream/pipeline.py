@@ -82,9 +82,11 @@ class Pipeline:
         steps = det.light_steps
         an = det.analyse(frame, small)
         if det.light_steps != steps:
+            ratio, bg, rg = det.last_light_step
             self._status(StatusKind.LIGHT_CHANGED, frame.camera, frame.t,
-                         f"the belt became {100 * (det.last_light_step - 1):+.0f} % brighter at once "
-                         "(lighting or exposure changed); belt model rescaled")
+                         f"the belt became {100 * (ratio - 1):+.0f} % brighter and changed colour by "
+                         f"B-G {bg:+.1f}, R-G {rg:+.1f} grey levels at once (lighting, exposure or white "
+                         "balance changed); belt model adjusted")
         t1 = time.perf_counter()
         step = self.tracker.step(an)
         self._merge(step.merged)

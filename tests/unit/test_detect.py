@@ -188,16 +188,19 @@ def _counts_under_light(step: str | None, frames: int = 200) -> list[int]:
         img, _ = belt.frame(k, items)
         if step and k >= 50:
             f = img.astype(np.float32)
-            f = f + float(step[1:]) if step[0] == "+" else f * float(step[1:])
+            if step == "white balance":
+                f = f + np.float32([6.0, 0.0, -4.0])  # bluer, less red (BGR)
+            else:
+                f = f + float(step[1:]) if step[0] == "+" else f * float(step[1:])
             img = np.clip(f, 0, 255).astype(np.uint8)
         out.append(len(detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, img)), det.cfg)))
     return out
 
 
-@pytest.mark.parametrize("step", ["*1.6", "*0.6", "+30"])
+@pytest.mark.parametrize("step", ["*1.6", "*0.6", "+30", "white balance"])
 def test_a_lighting_step_does_not_blind_the_detector(step):
-    """A light switched on/off or an exposure step: items are found as before, at once (not
-    after seconds of the whole picture being "item" while the belt model relearns)."""
+    """A light switched on/off, an exposure or white-balance step: items are found as before, at
+    once (not after seconds of the whole picture being "item" while the belt model relearns)."""
     ref, lit = _counts_under_light(None), _counts_under_light(step)
     differ = [k for k in range(50, len(ref)) if lit[k] != ref[k]]
     assert len(differ) <= 3, differ

@@ -234,3 +234,28 @@ def test_a_lighting_step_mid_run_loses_no_item():
         by_item[match[0]] = d
         assert d.label == f"class{next(it.cls for it in items if it.item == match[0])}"
     assert len(by_item) == len(crossing)
+
+
+@pytest.mark.parametrize("stop", [(40, 140), (55, 400)])
+def test_belt_stopped_with_items_in_view_decides_each_once_after_restart(stop):
+    """The belt stops (3 s, then 11 s) with items in view and starts again: every item is still
+    decided exactly once, with its label (the belt model used to learn the still items)."""
+    items = _scene()
+    belt = SynthBelt(W, H, seed=1, speed=lambda k: 0.0 if stop[0] <= k < stop[1] else SPEED)
+    frames = stop[1] + 110
+    out = []
+    pipe = Pipeline(_config(), ColourClassifier(), "boot-test", out.append, inline_inference=True)
+    try:
+        for k in range(frames):
+            pipe.process(Frame("cam0", k, k / FPS, belt.frame(k, items)[0]))
+    finally:
+        pipe.close()
+    crossing = _crossing_items(items, belt, frames)
+    assert len(crossing) >= 9 and len(out) == len(crossing)
+    got = set()
+    for d in out:
+        match = [i for i, t in crossing.items() if abs(t - d.t_cross) < 1.5 / FPS
+                 and abs(next(it.cy for it in items if it.item == i) / H - d.y) < 0.05]
+        assert len(match) == 1 and d.label == f"class{next(it.cls for it in items if it.item == match[0])}", d
+        got.add(match[0])
+    assert got == set(crossing)

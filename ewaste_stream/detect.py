@@ -6,7 +6,8 @@ image position (the texture averaged over its motion, times the static lighting 
 vignette) and how much the texture varies per row. So the belt model is:
 
 - ``mean``: a per-pixel running average of the belt, seeded with the per-row median of the
-  first frame (robust to items already on the belt) and updated only where no item is,
+  first frame (robust to items already on the belt; a lane packed with items takes the
+  smooth profile of the other rows) and updated only where no item is,
   so lighting drift and vignetting are learned and items are not (what stays put in the
   picture while the belt moves, e.g. a new light, is learnt slowly after ``GHOST_FRAMES``;
   a sudden change of the whole belt's brightness or colour, a light switched or an
@@ -156,11 +157,28 @@ class BeltDetector:
         self.last_light_step = (ratio, shift[0], shift[1])
 
     def _init_model(self, small: np.ndarray) -> None:
-        row = np.median(small, axis=1, keepdims=True)  # items rarely cover half of a row
-        self.mean = np.ascontiguousarray(np.repeat(row, self.sw, axis=1), dtype=np.float32)
+        """The belt model from the first frame: each row's median (items rarely cover half of a
+        row), except rows that stand out from the rows around them: a lane packed with items
+        at start-up (the belt's own look varies smoothly across it); those take their
+        neighbourhood's median instead."""
+        row = np.median(small, axis=1)  # (sh, 3)
+        limit = np.float32([self.cfg.threshold, self.cfg.chroma_threshold, self.cfg.chroma_threshold])
+        y = np.arange(self.sh, dtype=np.float64)
+        keep = np.ones(self.sh, bool)
+        for _ in range(3):  # robust quadratic across the belt (lighting, vignette), bumps left out
+            fit = np.stack([np.polyval(np.polyfit(y[keep], row[keep, c], 2), y) for c in range(3)], axis=1)
+            odd = (np.abs(row - fit) > limit).any(axis=1)
+            if odd.all() or (odd == ~keep).all():
+                break
+            keep = ~odd
+        row = np.where(odd[:, None], fit, row).astype(np.float32)
+        self.mean = np.ascontiguousarray(np.repeat(row[:, None, :], self.sw, axis=1), dtype=np.float32)
         lum, chroma, _ = self._residual(small)
         self.sigma_l = _robust_row_sigma(np.abs(lum), None)
         self.sigma_c = _robust_row_sigma(chroma, None)
+        if odd.any() and not odd.all():  # items, not belt, in those rows: the spread of the others
+            self.sigma_l[odd] = np.median(self.sigma_l[~odd])
+            self.sigma_c[odd] = np.median(self.sigma_c[~odd])
 
     def _foreground(self, lum: np.ndarray, chroma: np.ndarray, belt_lum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Item pixels: brighter than the belt, another colour, or darker than any shadow can

@@ -204,3 +204,22 @@ def test_a_lighting_step_does_not_blind_the_detector(step):
     ref, lit = _counts_under_light(None), _counts_under_light(step)
     differ = [k for k in range(50, len(ref)) if lit[k] != ref[k]]
     assert len(differ) <= 3, differ
+
+
+def test_start_up_with_a_lane_packed_with_items_is_like_starting_on_an_empty_belt():
+    """The daemon starts while a lane is full of same-coloured items (more than half of those
+    rows): detections must match a detector that first saw the empty belt, with no phantom
+    left where the packed items were."""
+    items = [SynthItem(i, cx=40.0 + 100 * i, cy=180.0, w=90, h=60, cls=2) for i in range(7)]
+    items += [SynthItem(100 + i, cx=-100.0 - 200 * i, cy=180.0, w=90, h=60, cls=i % 5) for i in range(10)]
+
+    def counts(warm: bool) -> list[int]:
+        belt = SynthBelt(W, H, seed=3, speed=lambda k: 12.0)
+        det = BeltDetector(DetectorSection(), "cam0", W, H)
+        if warm:
+            det.analyse(Frame("cam0", 0, 0.0, belt.frame(0, [])[0]))
+        return [len(detections_from_mask(det.analyse(Frame("cam0", k + 1, (k + 1) / 60.0, belt.frame(k, items)[0])),
+                                         det.cfg)) for k in range(240)]
+
+    cold, warm = counts(False), counts(True)
+    assert [k for k in range(240) if cold[k] != warm[k]] == []

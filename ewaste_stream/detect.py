@@ -11,7 +11,8 @@ vignette) and how much the texture varies per row. So the belt model is:
   so lighting drift and vignetting are learned and items are not (what stays put in the
   picture while the belt moves, e.g. a new light, is learnt slowly after ``GHOST_FRAMES``;
   a sudden change of the whole belt's brightness or colour, a light switched or an
-  exposure or white-balance step, rescales the model at once: ``LIGHT_STEP``);
+  exposure or white-balance step, rescales the model at once: ``LIGHT_STEP``; a change of
+  part of it, one lamp of several, is relearnt fast as a region bigger than any item);
 - ``sigma``: per-row robust spread of the belt around that mean (grain, mottle, streaks).
 
 A pixel is an item where its colour differs from the belt mean by more than
@@ -41,6 +42,7 @@ from .messages import Detection, Frame
 _ALPHA = 0.05  # belt-model learning rate per frame (belt pixels)
 _ALPHA_FG = 0.002  # ... under what stayed foreground for GHOST_FRAMES of belt motion (it is not an item)
 GHOST_FRAMES = 60  # frames of belt motion a pixel stays foreground before the belt model starts to learn it
+HUGE_FRAMES = 15  # ... before it is learnt at the belt's rate, where it is part of a region bigger than any item
 _MOVING = 0.25  # px/frame of the motion image (1/2 the working size): the belt moves
 LIGHT_STEP = 0.1  # the whole belt 10 % brighter or darker than its model at once: rescale the model
 COLOUR_STEP = 1.5  # ... or its colour (B-G, R-G) off by this many grey levels: shift the model
@@ -81,6 +83,9 @@ class BeltDetector:
         self.motion = BeltMotion()
         self.frames = 0
         self._fg_age: np.ndarray | None = None  # uint16 (sh, sw): frames each pixel has been foreground in a row
+        # no item is bigger than max_area, nor than a quarter of the picture (working px)
+        self._max_item_px = min(cfg.max_area / (self.sx * self.sy), 0.25 * self.sw * self.sh)
+        self._relearn: np.ndarray | None = None  # uint8 (sh, sw): a changed look of the belt being relearnt
         self._belt_px: np.ndarray | None = None  # bool (sh, sw): last frame's belt pixels (light steps)
         self.light_steps = 0  # sudden lighting changes followed (see _follow_light_step) ...
         self.last_light_step = (1.0, 0.0, 0.0)  # ... and the last one: brightness ratio, B-G and R-G shift
@@ -136,19 +141,22 @@ class BeltDetector:
         is brighter or darker than its model by more than LIGHT_STEP, or another colour by more
         than COLOUR_STEP grey levels. Relearnt pixel by pixel, the whole picture would be
         "item" for seconds (the lanes that items cover for longer still), and no item found
-        meanwhile; instead the model is scaled (brightness) and shifted (colour) at once. The
-        step is the median over last frame's belt pixels (over all pixels when they are too
-        few: after a step everything differed). Slower drift is learnt pixel by pixel."""
+        meanwhile; instead the model is scaled (brightness) and shifted (colour) at once.
+
+        The step is the median over last frame's belt pixels (over all pixels when they are
+        too few: after a step everything differed), and must be the same in the four quarters
+        of the picture: a change of part of the light (one lamp of several) is not scaled into
+        the rest; it is relearnt as a region bigger than any item (``HUGE_FRAMES``). Slower
+        drift is learnt pixel by pixel."""
         assert self.mean is not None
         now, model = small[::2, ::2], self.mean[::2, ::2]
-        sel = self._belt_px[::2, ::2] if self._belt_px is not None else None
-        if sel is None or sel.mean() < 0.2:
-            sel = np.ones(now.shape[:2], bool)
-        ratio = float(np.median(now[..., 0][sel] / np.maximum(model[..., 0][sel], 1.0)))
-        if not np.isfinite(ratio) or abs(ratio - 1.0) <= LIGHT_STEP:
-            ratio = 1.0
-        shift = [float(np.median(now[..., c][sel] - ratio * model[..., c][sel])) for c in (1, 2)]
-        shift = [v if abs(v) > COLOUR_STEP else 0.0 for v in shift]
+        belt = self._belt_px[::2, ::2] if self._belt_px is not None else np.ones(now.shape[:2], bool)
+        h, w = belt.shape
+        quarters = [(ys, xs) for ys in (slice(0, h // 2), slice(h // 2, h)) for xs in (slice(0, w // 2), slice(w // 2, w))]
+        steps = np.array([_light_change(now[ys, xs], model[ys, xs], belt[ys, xs]) for ys, xs in quarters])
+        ratio, d1, d2 = _light_change(now, model, belt)
+        ratio = ratio if _same_step(steps[:, 0] - 1.0, LIGHT_STEP) else 1.0
+        shift = [d if _same_step(steps[:, c], COLOUR_STEP) else 0.0 for c, d in ((1, d1), (2, d2))]
         if ratio == 1.0 and not any(shift):
             return
         self.mean *= np.float32(ratio)
@@ -158,9 +166,9 @@ class BeltDetector:
 
     def _init_model(self, small: np.ndarray) -> None:
         """The belt model from the first frame: each row's median (items rarely cover half of a
-        row), except rows that stand out from the rows around them: a lane packed with items
-        at start-up (the belt's own look varies smoothly across it); those take their
-        neighbourhood's median instead."""
+        row), except rows that stand out from a smooth (quadratic) profile across the belt: a
+        lane packed with items at start-up; those take the profile's value instead (lighting
+        and vignetting vary smoothly across the belt)."""
         row = np.median(small, axis=1)  # (sh, 3)
         limit = np.float32([self.cfg.threshold, self.cfg.chroma_threshold, self.cfg.chroma_threshold])
         y = np.arange(self.sh, dtype=np.float64)
@@ -219,6 +227,22 @@ class BeltDetector:
         ghost = (self._fg_age >= GHOST_FRAMES).astype(np.uint8)
         if ghost.any():
             cv2.accumulateWeighted(small, self.mean, _ALPHA_FG, ghost)
+        # A region bigger than any item (max_area, a quarter of the picture) that stays for
+        # HUGE_FRAMES of motion is a change of the belt's look (one lamp of several went out),
+        # not items: learnt as fast as the belt.
+        # Pixels stay in that relearning until they are belt again.
+        old = (self._fg_age >= HUGE_FRAMES).astype(np.uint8)
+        if self._relearn is not None:
+            self._relearn &= near
+        if old.any():
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(mask & old, connectivity=4)
+            big = stats[:, cv2.CC_STAT_AREA] > self._max_item_px
+            big[0] = False
+            if big.any():
+                fresh = big[labels].astype(np.uint8)
+                self._relearn = fresh if self._relearn is None else self._relearn | fresh
+        if self._relearn is not None and self._relearn.any():
+            cv2.accumulateWeighted(small, self.mean, _ALPHA, self._relearn)
         if self.frames % 4 == 0:
             self.sigma_l = _blend_sigma(self.sigma_l, _robust_row_sigma(np.abs(lum), belt))
             self.sigma_c = _blend_sigma(self.sigma_c, _robust_row_sigma(chroma, belt))
@@ -227,6 +251,22 @@ class BeltDetector:
 _KERNEL5 = np.ones((5, 5), np.uint8)
 _KERNEL3 = np.ones((3, 3), np.uint8)
 _OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [1.0, -1.0, 0.0], [0.0, -1.0, 1.0]], np.float32)  # from BGR
+
+
+def _light_change(now: np.ndarray, model: np.ndarray, belt: np.ndarray) -> tuple[float, float, float]:
+    """(brightness ratio, B-G shift, R-G shift) of ``now`` against the belt ``model``: medians over
+    the ``belt`` pixels, or over all pixels when fewer than a fifth are belt."""
+    sel = belt if belt.mean() >= 0.2 else np.ones(belt.shape, bool)
+    ratio = float(np.median(now[..., 0][sel] / np.maximum(model[..., 0][sel], 1.0)))
+    if not np.isfinite(ratio):
+        ratio = 1.0
+    d1, d2 = (float(np.median(now[..., c][sel] - ratio * model[..., c][sel])) for c in (1, 2))
+    return ratio, d1, d2
+
+
+def _same_step(changes: np.ndarray, limit: float) -> bool:
+    """All ``changes`` beyond ``limit``, the same way, and within ``limit`` of each other."""
+    return bool((np.all(changes > limit) or np.all(changes < -limit)) and np.ptp(changes) <= limit)
 
 
 def working_size(cfg: DetectorSection, width: int, height: int) -> tuple[int, tuple[int, int]]:

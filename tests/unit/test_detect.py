@@ -223,3 +223,29 @@ def test_start_up_with_a_lane_packed_with_items_is_like_starting_on_an_empty_bel
 
     cold, warm = counts(False), counts(True)
     assert [k for k in range(240) if cold[k] != warm[k]] == []
+
+
+def test_half_the_belt_lit_differently_is_relearnt_within_seconds():
+    """One lamp of two goes out (the left half 0.6x): that is not a global step, so the model is
+    not rescaled everywhere; the half is relearnt as a region bigger than any item, and the
+    detections are those of an unchanged scene again within 4 s (60 fps), not after ~15 s."""
+    import numpy as np
+    items = [SynthItem(i, cx=-60.0 - 150 * i, cy=90.0 + 90 * (i % 3), w=90, h=60, cls=i % 5) for i in range(14)]
+
+    def counts(dim: bool) -> tuple[list[int], int]:
+        belt = SynthBelt(W, H, seed=3, speed=lambda k: 12.0)
+        det = BeltDetector(DetectorSection(), "cam0", W, H)
+        out = []
+        for k in range(300):
+            img, _ = belt.frame(k, items)
+            if dim and k >= 50:
+                f = img.astype(np.float32)
+                f[:, : W // 2] *= 0.6
+                img = np.clip(f, 0, 255).astype(np.uint8)
+            out.append(len(detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, img)), det.cfg)))
+        return out, det.light_steps
+
+    ref, _ = counts(False)
+    dimmed, steps = counts(True)
+    assert steps == 0  # not taken for a change of the whole belt
+    assert dimmed[270:] == ref[270:]

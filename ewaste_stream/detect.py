@@ -82,7 +82,7 @@ class BeltDetector:
         self.sigma_c: np.ndarray | None = None  # float32 sh x 1: per-row spread of colour
         self.motion = BeltMotion()
         self.frames = 0
-        self._fg_age: np.ndarray | None = None  # uint16 (sh, sw): frames each pixel has been foreground in a row
+        self._fg_age: np.ndarray | None = None  # uint8 (sh, sw): frames of motion each pixel has been foreground
         # no item is bigger than max_area, nor than a quarter of the picture (working px)
         self._max_item_px = min(cfg.max_area / (self.sx * self.sy), 0.25 * self.sw * self.sh)
         self._relearn: np.ndarray | None = None  # uint8 (sh, sw): a changed look of the belt being relearnt
@@ -149,12 +149,15 @@ class BeltDetector:
         the rest; it is relearnt as a region bigger than any item (``HUGE_FRAMES``). Slower
         drift is learnt pixel by pixel."""
         assert self.mean is not None
-        now, model = small[::2, ::2], self.mean[::2, ::2]
-        belt = self._belt_px[::2, ::2] if self._belt_px is not None else np.ones(now.shape[:2], bool)
+        belt = self._belt_px if self._belt_px is not None else np.ones(small.shape[:2], bool)
+        ratio, d1, d2 = _light_change(small[::8, ::8], self.mean[::8, ::8], belt[::8, ::8])
+        if abs(ratio - 1.0) <= 0.8 * LIGHT_STEP and abs(d1) <= 0.8 * COLOUR_STEP and abs(d2) <= 0.8 * COLOUR_STEP:
+            return  # nearly every frame: a 64th of the pixels tells
+        now, model, belt = small[::4, ::4], self.mean[::4, ::4], belt[::4, ::4]
+        ratio, d1, d2 = _light_change(now, model, belt)
         h, w = belt.shape
         quarters = [(ys, xs) for ys in (slice(0, h // 2), slice(h // 2, h)) for xs in (slice(0, w // 2), slice(w // 2, w))]
         steps = np.array([_light_change(now[ys, xs], model[ys, xs], belt[ys, xs]) for ys, xs in quarters])
-        ratio, d1, d2 = _light_change(now, model, belt)
         ratio = ratio if _same_step(steps[:, 0] - 1.0, LIGHT_STEP) else 1.0
         shift = [d if _same_step(steps[:, c], COLOUR_STEP) else 0.0 for c, d in ((1, d1), (2, d2))]
         if ratio == 1.0 and not any(shift):
@@ -222,26 +225,25 @@ class BeltDetector:
         # Only what stays put while the belt moves is slowly learnt (a lighting change, something
         # stuck in view): an item moving with the belt covers a pixel for a few frames, and learning
         # it then leaves a trail of its colour in the belt model; items on a stopped belt are items.
-        age = self._fg_age if self._fg_age is not None else np.zeros(near.shape, np.uint16)
-        self._fg_age = np.where(near > 0, np.minimum(age + int(moving), GHOST_FRAMES), 0).astype(np.uint16)
-        ghost = (self._fg_age >= GHOST_FRAMES).astype(np.uint8)
-        if ghost.any():
+        age = self._fg_age if self._fg_age is not None else np.zeros(near.shape, np.uint8)
+        self._fg_age = cv2.multiply(cv2.min(cv2.add(age, int(moving)), GHOST_FRAMES), near)  # 0 on the belt
+        ghost = cv2.compare(self._fg_age, GHOST_FRAMES, cv2.CMP_GE)
+        if cv2.countNonZero(ghost):
             cv2.accumulateWeighted(small, self.mean, _ALPHA_FG, ghost)
         # A region bigger than any item (max_area, a quarter of the picture) that stays for
         # HUGE_FRAMES of motion is a change of the belt's look (one lamp of several went out),
-        # not items: learnt as fast as the belt.
-        # Pixels stay in that relearning until they are belt again.
-        old = (self._fg_age >= HUGE_FRAMES).astype(np.uint8)
+        # not items: learnt as fast as the belt, until it is belt again.
         if self._relearn is not None:
-            self._relearn &= near
-        if old.any():
-            n, labels, stats, _ = cv2.connectedComponentsWithStats(mask & old, connectivity=4)
+            self._relearn = cv2.bitwise_and(self._relearn, near)
+        old = cv2.compare(self._fg_age, HUGE_FRAMES, cv2.CMP_GE)
+        if cv2.countNonZero(old) > self._max_item_px:  # else no region of them can be bigger than an item
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.bitwise_and(mask, mask, mask=old), connectivity=4)
             big = stats[:, cv2.CC_STAT_AREA] > self._max_item_px
             big[0] = False
             if big.any():
                 fresh = big[labels].astype(np.uint8)
-                self._relearn = fresh if self._relearn is None else self._relearn | fresh
-        if self._relearn is not None and self._relearn.any():
+                self._relearn = fresh if self._relearn is None else cv2.bitwise_or(self._relearn, fresh)
+        if self._relearn is not None and cv2.countNonZero(self._relearn):
             cv2.accumulateWeighted(small, self.mean, _ALPHA, self._relearn)
         if self.frames % 4 == 0:
             self.sigma_l = _blend_sigma(self.sigma_l, _robust_row_sigma(np.abs(lum), belt))

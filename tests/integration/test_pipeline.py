@@ -62,6 +62,20 @@ def _crossing_items(items, belt, frames):
     return out
 
 
+def _match_each(items, crossing, decisions) -> dict:
+    """item -> its decision: each decision matches exactly one crossing item (time and place),
+    with that item's label, and every crossing item has one."""
+    by_item = {}
+    for d in decisions:
+        match = [i for i, t in crossing.items() if abs(t - d.t_cross) < 1.5 / FPS
+                 and abs(next(it.cy for it in items if it.item == i) / H - d.y) < 0.05]
+        assert len(match) == 1, d
+        assert d.label == f"class{next(it.cls for it in items if it.item == match[0])}", d
+        by_item[match[0]] = d
+    assert len(by_item) == len(decisions) and set(by_item) == set(crossing)
+    return by_item
+
+
 def test_exactly_one_decision_per_item_with_the_right_label():
     items = _scene()
     decisions, belt, pipe = _run(items, 90, flush=False)
@@ -69,20 +83,14 @@ def test_exactly_one_decision_per_item_with_the_right_label():
     assert len(crossing) >= 9
     assert len(decisions) == len(crossing)
     assert [d.seq for d in decisions] == list(range(1, len(decisions) + 1))
-    by_item = {}
+    _match_each(items, crossing, decisions)
     for d in decisions:
-        match = [i for i, t in crossing.items() if abs(t - d.t_cross) < 1.5 / FPS
-                 and abs(next(it.cy for it in items if it.item == i) / H - d.y) < 0.05]
-        assert len(match) == 1, d
-        by_item[match[0]] = d
-        assert d.label == f"class{next(it.cls for it in items if it.item == match[0])}"
         assert 0 <= d.t_decided - d.t_cross < 1.0 / FPS  # decided in the frame it crossed
         assert d.deadline is not None and d.deadline > d.t_cross
         assert (d.lane, d.actuator) == ("all", "jet0")
         assert d.model == {"name": "colour-stub", "sha256": "c" * 64} and d.config_sha
         assert decode_decision(encode_decision(d)) == decode_decision(encode_decision(d))
         assert encode_decision(decode_decision(encode_decision(d))) == encode_decision(d)
-    assert len(by_item) == len(decisions)
     st = pipe.stats()
     assert st["decisions"] == len(decisions) and st["views"] > 0 and st["pending_views"] == 0
 
@@ -226,14 +234,7 @@ def test_a_lighting_step_mid_run_loses_no_item():
     assert len(light) == 1 and light[0].source == "cam0" and light[0].t == 35 / FPS, statuses
     assert 45 <= int(light[0].detail.split("became +")[1].split(" %")[0]) <= 50, light[0].detail
     assert len(out) == len(crossing)
-    by_item = {}
-    for d in out:
-        match = [i for i, t in crossing.items() if abs(t - d.t_cross) < 1.5 / FPS
-                 and abs(next(it.cy for it in items if it.item == i) / H - d.y) < 0.05]
-        assert len(match) == 1, d
-        by_item[match[0]] = d
-        assert d.label == f"class{next(it.cls for it in items if it.item == match[0])}"
-    assert len(by_item) == len(crossing)
+    _match_each(items, crossing, out)
 
 
 @pytest.mark.parametrize("stop", [(40, 140), (55, 400)])
@@ -252,10 +253,4 @@ def test_belt_stopped_with_items_in_view_decides_each_once_after_restart(stop):
         pipe.close()
     crossing = _crossing_items(items, belt, frames)
     assert len(crossing) >= 9 and len(out) == len(crossing)
-    got = set()
-    for d in out:
-        match = [i for i, t in crossing.items() if abs(t - d.t_cross) < 1.5 / FPS
-                 and abs(next(it.cy for it in items if it.item == i) / H - d.y) < 0.05]
-        assert len(match) == 1 and d.label == f"class{next(it.cls for it in items if it.item == match[0])}", d
-        got.add(match[0])
-    assert got == set(crossing)
+    _match_each(items, crossing, out)

@@ -171,12 +171,15 @@ def absorb_inside(pieces: list[Piece], share: float, locked: set[int]) -> tuple[
     or crossing already) is never absorbed, so two locked pieces stay apart.
     Returns the pieces left (largest first) and the absorbed track pairs."""
     left = sorted(pieces, key=lambda p: -p.area)
+    boxes = [p.box for p in left]
     merged: list[tuple[int, int]] = []
     i = len(left) - 1
     while i > 0:
         small = left[i]
-        j = next((j for j in range(i) if _belongs(small, left[j], share)
-                  and _may_join(small.key, left[j].key, locked)), None)
+        sx0, sy0, sx1, sy1 = boxes[i]
+        j = next((j for j in range(i) if boxes[j][0] < sx1 and sx0 < boxes[j][2] and boxes[j][1] < sy1
+                  and sy0 < boxes[j][3]  # boxes overlap: cheap test first, most pairs are far apart
+                  and _belongs(small, left[j], share) and _may_join(small.key, left[j].key, locked)), None)
         if j is not None:
             big = left[j]
             keep = big.key if big.key is not None else small.key
@@ -187,7 +190,8 @@ def absorb_inside(pieces: list[Piece], share: float, locked: set[int]) -> tuple[
                     keep = small.key
                     merged.append((big.key, small.key))
             left[j] = _union(big, small, keep)
-            del left[i]
+            boxes[j] = left[j].box
+            del left[i], boxes[i]
         i -= 1
     return left, merged
 

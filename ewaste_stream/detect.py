@@ -169,9 +169,10 @@ class BeltDetector:
 
     def _init_model(self, small: np.ndarray) -> None:
         """The belt model from the first frame: each row's median (items rarely cover half of a
-        row), except rows that stand out from a smooth (quadratic) profile across the belt: a
-        lane packed with items at start-up; those take the profile's value instead (lighting
-        and vignetting vary smoothly across the belt)."""
+        row). A row that stands out from a smooth (quadratic) profile across the belt is either
+        a lane packed with items at start-up, whose gaps still show belt at the profile's
+        level: that row takes the median of those gap pixels; or the light itself (a lamp's
+        bright band): no pixel is near the profile, and the row keeps its median."""
         row = np.median(small, axis=1)  # (sh, 3)
         limit = np.float32([self.cfg.threshold, self.cfg.chroma_threshold, self.cfg.chroma_threshold])
         y = np.arange(self.sh, dtype=np.float64)
@@ -182,7 +183,13 @@ class BeltDetector:
             if odd.all() or (odd == ~keep).all():
                 break
             keep = ~odd
-        row = np.where(odd[:, None], fit, row).astype(np.float32)
+        for r in np.flatnonzero(odd):
+            near = (np.abs(small[r] - fit[r]) <= limit).all(axis=1)  # this row's pixels at the profile's level
+            if near.mean() >= 0.02:
+                row[r] = np.median(small[r][near], axis=0)
+            else:
+                odd[r] = False  # the belt's own look (lighting): keep the row's median
+        row = row.astype(np.float32)
         self.mean = np.ascontiguousarray(np.repeat(row[:, None, :], self.sw, axis=1), dtype=np.float32)
         lum, chroma, _ = self._residual(small)
         self.sigma_l = _robust_row_sigma(np.abs(lum), None)

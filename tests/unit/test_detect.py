@@ -249,3 +249,26 @@ def test_half_the_belt_lit_differently_is_relearnt_within_seconds():
     dimmed, steps = counts(True)
     assert steps == 0  # not taken for a change of the whole belt
     assert dimmed[270:] == ref[270:]
+
+
+@pytest.mark.parametrize("band", [12.0, 25.0, 40.0])
+def test_a_lamps_bright_band_across_the_belt_is_belt_from_the_first_frame(band):
+    """A static band of light across the belt (rows 150-200 brighter) is the belt's own look, not
+    a packed lane: start-up must not replace it by the smooth profile (a phantom for seconds)."""
+    import numpy as np
+    items = [SynthItem(i, cx=-60.0 - 150 * i, cy=90.0 + 90 * (i % 3), w=90, h=60, cls=i % 5) for i in range(10)]
+
+    def counts(lit: bool) -> list[int]:
+        belt = SynthBelt(W, H, seed=3, speed=lambda k: 12.0)
+        det = BeltDetector(DetectorSection(), "cam0", W, H)
+        out = []
+        for k in range(150):
+            img, _ = belt.frame(k, items)
+            if lit:
+                f = img.astype(np.float32)
+                f[150:200] += band
+                img = np.clip(f, 0, 255).astype(np.uint8)
+            out.append(len(detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, img)), det.cfg)))
+        return out
+
+    assert counts(True) == counts(False)

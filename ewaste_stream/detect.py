@@ -7,7 +7,7 @@ vignette) and how much the texture varies per row. So the belt model is:
 
 - ``mean``: a per-pixel running average of the belt, seeded with the per-row median of the
   first frame (robust to items already on the belt; a lane packed with items takes the
-  smooth profile of the other rows) and updated only where no item is,
+  median of its gaps) and updated only where no item is,
   so lighting drift and vignetting are learned and items are not (what stays put in the
   picture while the belt moves, e.g. a new light, is learnt slowly after ``GHOST_FRAMES``;
   a sudden change of the whole belt's brightness or colour, a light switched or an

@@ -176,32 +176,52 @@ def test_colour_noise_near_the_low_threshold_makes_no_specks():
     assert flat_px > 500 and solid_px < 0.02 * flat_px, specks
 
 
-def _counts_under_light(step: str | None, frames: int = 200) -> list[int]:
-    """Detections per frame of a fixed scene; from frame 50 the light changes (``step``)."""
+def _count_detections(items: list[SynthItem], frames: int, light=None, start: int = 50,
+                      warm: bool = False) -> tuple[list[int], BeltDetector]:
+    """Detections per frame of ``items`` on a belt at 12 px/frame. From frame ``start``,
+    ``light(f)`` changes each frame (float32 BGR, in place) the way a change of light would.
+    ``warm``: the detector first sees the empty belt. Returns the counts and the detector."""
     import numpy as np
     belt = SynthBelt(W, H, seed=3, speed=lambda k: 12.0)
-    items = [SynthItem(i, cx=-60.0 - 150 * i, cy=90.0 + 90 * (i % 3), w=90, h=60, cls=i % 5,
-                       kind="dark" if i % 4 == 3 else "light") for i in range(12)]
     det = BeltDetector(DetectorSection(), "cam0", W, H)
+    if warm:
+        det.analyse(Frame("cam0", 0, 0.0, belt.frame(0, [])[0]))
     out = []
     for k in range(frames):
         img, _ = belt.frame(k, items)
-        if step and k >= 50:
+        if light is not None and k >= start:
             f = img.astype(np.float32)
-            if step == "white balance":
-                f = f + np.float32([6.0, 0.0, -4.0])  # bluer, less red (BGR)
-            else:
-                f = f + float(step[1:]) if step[0] == "+" else f * float(step[1:])
+            light(f)
             img = np.clip(f, 0, 255).astype(np.uint8)
-        out.append(len(detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, img)), det.cfg)))
-    return out
+        seq = k + 1  # after the warm-up frame, if any
+        out.append(len(detections_from_mask(det.analyse(Frame("cam0", seq, seq / 60.0, img)), det.cfg)))
+    return out, det
+
+
+def _light_step(step: str):
+    """``light`` for :func:`_count_detections`: ``*r`` scales, ``+d`` adds, or a white-balance step."""
+    import numpy as np
+
+    def light(f) -> None:
+        if step == "white balance":
+            f += np.float32([6.0, 0.0, -4.0])  # bluer, less red (BGR)
+        elif step[0] == "+":
+            f += float(step[1:])
+        else:
+            f *= float(step[1:])
+    return light
+
+
+_LIT_ITEMS = [SynthItem(i, cx=-60.0 - 150 * i, cy=90.0 + 90 * (i % 3), w=90, h=60, cls=i % 5,
+                        kind="dark" if i % 4 == 3 else "light") for i in range(12)]
 
 
 @pytest.mark.parametrize("step", ["*1.6", "*0.6", "+30", "white balance"])
 def test_a_lighting_step_does_not_blind_the_detector(step):
     """A light switched on/off, an exposure or white-balance step: items are found as before, at
     once (not after seconds of the whole picture being "item" while the belt model relearns)."""
-    ref, lit = _counts_under_light(None), _counts_under_light(step)
+    ref, _ = _count_detections(_LIT_ITEMS, 200)
+    lit, _ = _count_detections(_LIT_ITEMS, 200, _light_step(step))
     differ = [k for k in range(50, len(ref)) if lit[k] != ref[k]]
     assert len(differ) <= 3, differ
 
@@ -213,15 +233,7 @@ def test_start_up_with_a_lane_packed_with_items_is_like_starting_on_an_empty_bel
     items = [SynthItem(i, cx=40.0 + 100 * i, cy=180.0, w=90, h=60, cls=2) for i in range(7)]
     items += [SynthItem(100 + i, cx=-100.0 - 200 * i, cy=180.0, w=90, h=60, cls=i % 5) for i in range(10)]
 
-    def counts(warm: bool) -> list[int]:
-        belt = SynthBelt(W, H, seed=3, speed=lambda k: 12.0)
-        det = BeltDetector(DetectorSection(), "cam0", W, H)
-        if warm:
-            det.analyse(Frame("cam0", 0, 0.0, belt.frame(0, [])[0]))
-        return [len(detections_from_mask(det.analyse(Frame("cam0", k + 1, (k + 1) / 60.0, belt.frame(k, items)[0])),
-                                         det.cfg)) for k in range(240)]
-
-    cold, warm = counts(False), counts(True)
+    (cold, _), (warm, _) = _count_detections(items, 240), _count_detections(items, 240, warm=True)
     assert [k for k in range(240) if cold[k] != warm[k]] == []
 
 
@@ -229,25 +241,14 @@ def test_half_the_belt_lit_differently_is_relearnt_within_seconds():
     """One lamp of two goes out (the left half 0.6x): that is not a global step, so the model is
     not rescaled everywhere; the half is relearnt as a region bigger than any item, and the
     detections are those of an unchanged scene again within 4 s (60 fps), not after ~15 s."""
-    import numpy as np
     items = [SynthItem(i, cx=-60.0 - 150 * i, cy=90.0 + 90 * (i % 3), w=90, h=60, cls=i % 5) for i in range(14)]
 
-    def counts(dim: bool) -> tuple[list[int], int]:
-        belt = SynthBelt(W, H, seed=3, speed=lambda k: 12.0)
-        det = BeltDetector(DetectorSection(), "cam0", W, H)
-        out = []
-        for k in range(300):
-            img, _ = belt.frame(k, items)
-            if dim and k >= 50:
-                f = img.astype(np.float32)
-                f[:, : W // 2] *= 0.6
-                img = np.clip(f, 0, 255).astype(np.uint8)
-            out.append(len(detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, img)), det.cfg)))
-        return out, det.light_steps
+    def dim_left_half(f) -> None:
+        f[:, : W // 2] *= 0.6
 
-    ref, _ = counts(False)
-    dimmed, steps = counts(True)
-    assert steps == 0  # not taken for a change of the whole belt
+    ref, _ = _count_detections(items, 300)
+    dimmed, det = _count_detections(items, 300, dim_left_half)
+    assert det.light_steps == 0  # not taken for a change of the whole belt
     assert dimmed[270:] == ref[270:]
 
 
@@ -255,20 +256,9 @@ def test_half_the_belt_lit_differently_is_relearnt_within_seconds():
 def test_a_lamps_bright_band_across_the_belt_is_belt_from_the_first_frame(band):
     """A static band of light across the belt (rows 150-200 brighter) is the belt's own look, not
     a packed lane: start-up must not replace it by the smooth profile (a phantom for seconds)."""
-    import numpy as np
     items = [SynthItem(i, cx=-60.0 - 150 * i, cy=90.0 + 90 * (i % 3), w=90, h=60, cls=i % 5) for i in range(10)]
 
-    def counts(lit: bool) -> list[int]:
-        belt = SynthBelt(W, H, seed=3, speed=lambda k: 12.0)
-        det = BeltDetector(DetectorSection(), "cam0", W, H)
-        out = []
-        for k in range(150):
-            img, _ = belt.frame(k, items)
-            if lit:
-                f = img.astype(np.float32)
-                f[150:200] += band
-                img = np.clip(f, 0, 255).astype(np.uint8)
-            out.append(len(detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, img)), det.cfg)))
-        return out
+    def lamp_band(f) -> None:
+        f[150:200] += band
 
-    assert counts(True) == counts(False)
+    assert _count_detections(items, 150, lamp_band, start=0)[0] == _count_detections(items, 150)[0]

@@ -46,6 +46,7 @@ class BeltMap:
         object.__setattr__(self, "matrix", m)
         object.__setattr__(self, "_inverse", np.linalg.inv(m))
         object.__setattr__(self, "_sign", 1.0 if self.direction == LEFT_TO_RIGHT else -1.0)
+        object.__setattr__(self, "_m", tuple(float(v) for v in m.ravel()))  # plain floats: one point at a time
 
     @classmethod
     def identity(cls, direction: str = LEFT_TO_RIGHT) -> "BeltMap":
@@ -74,13 +75,21 @@ class BeltMap:
         p[:, 0] *= self._sign  # type: ignore[attr-defined]
         return _apply(self._inverse, p)  # type: ignore[attr-defined]
 
+    def point_to_belt(self, x: float, y: float) -> tuple[float, float]:
+        """One image point -> (u, v): :meth:`to_belt` without arrays (the tracker's hot path)."""
+        a, b, c, d, e, f, g, h, i = self._m  # type: ignore[attr-defined]
+        u, v = a * x + b * y + c, d * x + e * y + f
+        if g != 0.0 or h != 0.0 or i != 1.0:  # projective
+            w = g * x + h * y + i
+            u, v = u / w, v / w
+        return self._sign * u, v  # type: ignore[attr-defined]
+
     def box_to_belt(self, bbox: BBox) -> tuple[float, float, float, float]:
         """Axis-aligned belt box (u0, v0, u1, v1) around an image box."""
         x0, y0, x1, y1 = bbox
-        corners = self.to_belt(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64))
-        u0, v0 = corners.min(axis=0)
-        u1, v1 = corners.max(axis=0)
-        return float(u0), float(v0), float(u1), float(v1)
+        corners = [self.point_to_belt(x, y) for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
+        us, vs = [p[0] for p in corners], [p[1] for p in corners]
+        return float(min(us)), float(min(vs)), float(max(us)), float(max(vs))
 
     def box_to_image(self, box: Sequence[float]) -> tuple[float, float, float, float]:
         u0, v0, u1, v1 = box

@@ -449,5 +449,4 @@ def _px(cam: _Camera, frac: float) -> int:
 
 def _centroid_belt(cam: _Camera, an: FrameAnalysis, piece: Piece) -> tuple[float, float]:
     sx, sy = an.scale
-    p = cam.map.to_belt(np.array([[(piece.centroid[0] + 0.5) * sx, (piece.centroid[1] + 0.5) * sy]]))[0]
-    return float(p[0]), float(p[1])
+    return cam.map.point_to_belt((piece.centroid[0] + 0.5) * sx, (piece.centroid[1] + 0.5) * sy)

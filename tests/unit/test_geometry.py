@@ -26,6 +26,19 @@ def test_right_to_left_belt_flips_the_travel_axis():
     assert du == pytest.approx(12.0) and dv == pytest.approx(0.0)
 
 
+@pytest.mark.parametrize("direction", ["left_to_right", "right_to_left"])
+def test_point_and_box_to_belt_agree_with_the_array_mapping(direction):
+    """The tracker's one-point path gives what ``to_belt`` gives, projective maps included."""
+    h = np.array([[1.02, 0.03, -12.0], [-0.01, 0.97, 8.0], [2e-4, -1e-4, 1.1]])
+    rng = np.random.default_rng(0)
+    for m in (BeltMap(h, direction), BeltMap.from_config(BeltMapping(offset=(10.0, 5.0), scale=(2.0, 0.5)), direction)):
+        pts = rng.uniform(0, 1280, (20, 2))
+        assert np.allclose([m.point_to_belt(x, y) for x, y in pts], m.to_belt(pts), rtol=0, atol=1e-9)
+        x0, y0, x1, y1 = 100.0, 40.0, 300.0, 260.0
+        corners = m.to_belt(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]))
+        assert np.allclose(m.box_to_belt((x0, y0, x1, y1)), [*corners.min(axis=0), *corners.max(axis=0)], atol=1e-9)
+
+
 def test_homography_from_marks_recovers_a_known_mapping():
     h = np.array([[1.02, 0.03, -12.0], [-0.01, 0.97, 8.0], [2e-5, -1e-5, 1.0]])
     img = np.array([[0, 0], [1280, 0], [1280, 720], [0, 720], [640, 360]], float)

@@ -142,9 +142,10 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
     tracked = {p.key: p for p in others if p.key is not None}
     left = sorted(new, key=lambda p: p.area)
     out: list[Piece] = []
+    hulls: dict[int, tuple[Piece, np.ndarray]] = {}
     while left:
         frag = left.pop(0)
-        target = next((("t", k, p) for k, p in tracked.items() if _inside_hull(frag, p) >= 0.5), None)
+        target = next((("t", k, p) for k, p in tracked.items() if _inside_hull(frag, p, hulls) >= 0.5), None)
         cands = [("t", k, p) for k, p in tracked.items()] + [("n", i, p) for i, p in enumerate(left)]
         if target is None:
             g = max(gap, small[1]) if frag.area < small[0] else gap
@@ -173,13 +174,14 @@ def absorb_inside(pieces: list[Piece], share: float, locked: set[int]) -> tuple[
     left = sorted(pieces, key=lambda p: -p.area)
     boxes = [p.box for p in left]
     merged: list[tuple[int, int]] = []
+    hulls: dict[int, tuple[Piece, np.ndarray]] = {}
     i = len(left) - 1
     while i > 0:
         small = left[i]
         sx0, sy0, sx1, sy1 = boxes[i]
         j = next((j for j in range(i) if boxes[j][0] < sx1 and sx0 < boxes[j][2] and boxes[j][1] < sy1
                   and sy0 < boxes[j][3]  # boxes overlap: cheap test first, most pairs are far apart
-                  and _belongs(small, left[j], share) and _may_join(small.key, left[j].key, locked)), None)
+                  and _belongs(small, left[j], share, hulls) and _may_join(small.key, left[j].key, locked)), None)
         if j is not None:
             big = left[j]
             keep = big.key if big.key is not None else small.key
@@ -196,9 +198,9 @@ def absorb_inside(pieces: list[Piece], share: float, locked: set[int]) -> tuple[
     return left, merged
 
 
-def _belongs(small: Piece, big: Piece, share: float) -> bool:
+def _belongs(small: Piece, big: Piece, share: float, hulls: dict[int, tuple[Piece, np.ndarray]] | None = None) -> bool:
     """``small`` lies ``share`` inside ``big``'s hull, or half that and within its box."""
-    inside = _inside_hull(small, big)
+    inside = _inside_hull(small, big, hulls)
     if inside >= share:
         return True
     if inside < share / 2:
@@ -213,14 +215,21 @@ def _may_join(a: int | None, b: int | None, locked: set[int]) -> bool:
     return a is None or b is None or not (a in locked and b in locked)
 
 
-def _inside_hull(frag: Piece, item: Piece) -> float:
-    """Share of ``frag``'s pixels inside the convex hull of ``item``."""
+def _inside_hull(frag: Piece, item: Piece, hulls: dict[int, tuple[Piece, np.ndarray]] | None = None) -> float:
+    """Share of ``frag``'s pixels inside the convex hull of ``item``. ``hulls``: a cache of
+    hulls by piece, for a caller that tests many fragments against the same items."""
     fx0, fy0, fx1, fy1 = frag.box
     ix0, iy0, ix1, iy1 = item.box
     if fx1 <= ix0 or ix1 <= fx0 or fy1 <= iy0 or iy1 <= fy0:
         return 0.0
-    contours, _ = cv2.findContours(item.mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    hull = cv2.convexHull(np.vstack(contours).reshape(-1, 2) + np.array([item.x0, item.y0], np.int32))
+    known = hulls.get(id(item)) if hulls is not None else None
+    if known is not None and known[0] is item:
+        hull = known[1]
+    else:
+        contours, _ = cv2.findContours(item.mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        hull = cv2.convexHull(np.vstack(contours).reshape(-1, 2) + np.array([item.x0, item.y0], np.int32))
+        if hulls is not None:
+            hulls[id(item)] = (item, hull)  # the piece itself is kept: its id is not reused meanwhile
     canvas = np.zeros((frag.mask.shape[0], frag.mask.shape[1]), np.uint8)
     cv2.fillPoly(canvas, [hull - np.array([frag.x0, frag.y0], np.int32)], 1)
     return float((canvas & frag.mask).sum()) / max(1, frag.area)

@@ -5,6 +5,7 @@ the same probabilities for the same model folder.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Sequence
 
@@ -187,11 +188,24 @@ class TorchClassifier(_Base):
 
 
 def cuda_available() -> bool:
+    """Whether torch sees a CUDA device. On a Linux machine without the NVIDIA driver it cannot,
+    and torch (seconds to import, most of a CPU replay's start-up) is not imported to ask."""
+    if not nvidia_driver_present():
+        return False
     try:
         import torch
     except ImportError:  # pragma: no cover
         return False
     return bool(torch.cuda.is_available())
+
+
+def nvidia_driver_present() -> bool:
+    """False only where it is certain: a Linux machine with no NVIDIA device node, no driver in
+    /proc and no WSL GPU (/dev/dxg). Elsewhere (other systems) True: ask torch."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return (Path("/proc/driver/nvidia").exists() or Path("/dev/dxg").exists()
+            or any(Path("/dev").glob("nvidia*")))
 
 
 def load_classifier(model_dir: str | Path, backend: Backend = "auto", device: Device = "auto", threads: int = 2,

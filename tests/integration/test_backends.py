@@ -113,6 +113,36 @@ def test_auto_backend_selection(folders, tmp_path):
         load_classifier(d, backend="onnx")
 
 
+def test_cpu_start_up_does_not_import_torch_without_an_nvidia_driver():
+    """On a CPU machine the ONNX model loads without torch (seconds of every replay's start-up)."""
+    import subprocess
+    import sys
+
+    from ewaste_stream.model.backends import nvidia_driver_present
+
+    if nvidia_driver_present():
+        pytest.skip("this machine has an NVIDIA driver: torch is asked whether CUDA works")
+    code = ("import sys; from ewaste_stream.model import load_classifier; "
+            f"c = load_classifier({str(DEFAULT_MODEL_DIR)!r}); print(type(c).__name__, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert out.stdout.split() == ["OrtClassifier", "False"]
+
+
+def test_nvidia_driver_check_reads_the_device_nodes(monkeypatch):
+    from pathlib import Path
+
+    from ewaste_stream.model import backends
+
+    monkeypatch.setattr(backends.sys, "platform", "linux")
+    monkeypatch.setattr(Path, "exists", lambda self: str(self) == "/dev/dxg")  # a WSL GPU
+    monkeypatch.setattr(Path, "glob", lambda self, pat: iter(()))
+    assert backends.nvidia_driver_present()
+    monkeypatch.setattr(Path, "exists", lambda self: False)
+    assert not backends.nvidia_driver_present() and not backends.cuda_available()
+    monkeypatch.setattr(backends.sys, "platform", "win32")
+    assert backends.nvidia_driver_present()  # elsewhere torch is asked
+
+
 def test_cuda_request_without_cuda_is_clear(folders):
     if torch.cuda.is_available():
         pytest.skip("machine has CUDA")

@@ -30,7 +30,7 @@ from .config import Config
 from .decide import DecisionFactory
 from .detect import BeltDetector
 from .geometry import BeltMap
-from .messages import Decision, Frame, Observation, StatusEvent, StatusKind
+from .messages import REJECT_LABEL, Decision, Frame, Observation, StatusEvent, StatusKind
 from .orient import derotated_crop, footprint_rect
 from .track import CameraView, Track, Tracker, TrackState, TrackStep
 from .vote import vote
@@ -188,9 +188,35 @@ class Pipeline:
                 continue
             if not self.selector.want(tr.id, frame.camera, tr.u, line_u, step_u):
                 continue
+            if self._sure(tr.id):
+                continue  # its views so far decide it: another would not change the decision
             crop = self._crop(frame, view, margin)
             self.batcher.add(ViewJob(tr.id, frame.camera, frame.t, crop, SIDE_QUALITY if view.at_side else 1.0))
             self.waiting[tr.id] = self.waiting.get(tr.id, 0) + 1
+
+    def _sure(self, track_id: int) -> bool:
+        """The views of this item classified so far already sort it with at least
+        ``batching.stop_confidence``: its further views are skipped (the classifier's work goes
+        where it is needed). Views of it still in the batcher or in flight are waited for first,
+        as a decision waits for them, so replays stay deterministic; this is rare, because the
+        next view of an item is taken many frames after the one before."""
+        level = self.config.batching.stop_confidence
+        if level is None or (track_id not in self.obs and not self.waiting.get(track_id, 0)):
+            return False
+        self._wait_for(track_id)
+        obs = self.obs.get(track_id)
+        if not obs:
+            return False
+        res = vote(obs, self.class_names, self.config.vote, cameras=len(self.config.cameras))
+        return res.label != REJECT_LABEL and res.confidence >= level
+
+    def _wait_for(self, track_id: int) -> None:
+        """Classify this track's pending views now and apply their results."""
+        if self.waiting.get(track_id, 0):
+            if any(j.track_id == track_id for j in self.batcher.pending):
+                for jobs in self.batcher.drain():
+                    self._submit(jobs)
+            self._collect(track_id=track_id)
 
     def _crop(self, frame: Frame, view: CameraView, margin: float) -> np.ndarray:
         if self.config.batching.derotate:
@@ -261,11 +287,7 @@ class Pipeline:
         t0 = time.perf_counter()
         out = []
         for tr in sorted(due.values(), key=lambda r: (r.t_cross if r.t_cross is not None else t, r.id)):
-            if self.waiting.get(tr.id, 0):
-                if any(j.track_id == tr.id for j in self.batcher.pending):
-                    for jobs in self.batcher.drain():
-                        self._submit(jobs)
-                self._collect(track_id=tr.id)
+            self._wait_for(tr.id)
             out.append(self._emit(tr, t))
         self.stage_s["decide"] += time.perf_counter() - t0
         return out

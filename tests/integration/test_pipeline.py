@@ -115,6 +115,33 @@ def test_decisions_are_deterministic_whatever_the_classifier_timing():
     assert encoded[0] and encoded[0] == encoded[1] == encoded[2]
 
 
+class _UnsureOfOdd(ColourClassifier):
+    """Sure (0.95) of the even classes, unsure (0.7: still sorted) of the odd ones."""
+
+    def predict(self, crops):
+        out = super().predict(crops)
+        for row in out:
+            c = int(row.argmax())
+            p = 0.95 if c % 2 == 0 else 0.7
+            row[:] = (1.0 - p) / (len(row) - 1)
+            row[c] = p
+        return out
+
+
+@pytest.mark.parametrize("stop", [0.9, None])
+def test_an_item_whose_first_view_sorts_it_surely_gets_no_more_views(stop):
+    items = _scene()
+    cfg = _config(batching={"views_per_item": 3, "stop_confidence": stop})
+    decisions, belt, _ = _run(items, 90, classifier=_UnsureOfOdd(), config=cfg, flush=False)
+    by_item = _match_each(items, _crossing_items(items, belt, 90), decisions)  # right labels, once each
+    cls = {it.item: it.cls for it in items}
+    sure = [d.views for i, d in by_item.items() if cls[i] % 2 == 0]
+    unsure = [d.views for i, d in by_item.items() if cls[i] % 2 == 1]
+    assert len(sure) >= 3 and len(unsure) >= 3
+    assert unsure == [3] * len(unsure)
+    assert sure == [1 if stop else 3] * len(sure)
+
+
 def test_item_lost_before_the_line_is_decided_once_as_lost():
     items = [SynthItem(1, cx=-40.0, cy=120.0, w=70, h=50, cls=1), SynthItem(2, cx=-40.0, cy=260.0, w=70, h=50, cls=2)]
     decisions, _, _ = _run(items, 60, classifier=ColourClassifier(confidence=0.8), gone={1: 20}, flush=False)

@@ -164,7 +164,8 @@ def test_one_camera_ends_early_the_other_decides_the_rest(tmp_path, cut):
     single = []
     replay_files([paths[0] if cut == "cam1" else paths[1]], _cfg(), ColourClassifier(), on_decision=single.append)
     got, statuses = [], []
-    s = replay_files(paths, _cfg(), ColourClassifier(), on_decision=got.append, on_status=statuses.append)
+    every_view = Config.model_validate({"detector": {"min_area": 300}, "batching": {"stop_confidence": None}})
+    s = replay_files(paths, every_view, ColourClassifier(), on_decision=got.append, on_status=statuses.append)
     assert len(single) >= 7
     assert len(got) == len(single)  # one decision per item, none lost, no duplicates from two views
     assert [d.seq for d in got] == list(range(1, len(got) + 1))

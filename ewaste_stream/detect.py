@@ -61,6 +61,7 @@ class FrameAnalysis:
     shift: tuple[float, float] | None  # belt motion since the previous frame, full-res px (dx, dy); None = unknown
     shift_confidence: float  # phase-correlation response 0..1
     contrast: np.ndarray | None = None  # float32 (h, w): difference from the belt in units of the threshold
+    light_step: tuple[float, float, float] | None = None  # a lighting step followed in this frame (see BeltDetector)
 
     def to_full(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         sx, sy = self.scale
@@ -111,7 +112,9 @@ class BeltDetector:
         small = cv2.transform(cv2.GaussianBlur(small, (3, 3), 0).astype(np.float32), _OPPONENT)
         if self.mean is None:
             self._init_model(small)
+        steps = self.light_steps
         self._follow_light_step(small)
+        light_step = self.last_light_step if self.light_steps != steps else None
         lum, chroma, belt_lum = self._residual(small)
         mask, contrast = self._foreground(lum, chroma, belt_lum)
         shift, conf = self.motion.update(lum)
@@ -120,7 +123,8 @@ class BeltDetector:
         if shift is not None:
             shift = (shift[0] * self.sx * 2, shift[1] * self.sy * 2)  # motion works at half the small size
         return FrameAnalysis(camera=self.camera, frame_seq=frame.seq, t=frame.t, mask=fill_holes(mask),
-                             scale=(self.sx, self.sy), shift=shift, shift_confidence=conf, contrast=contrast)
+                             scale=(self.sx, self.sy), shift=shift, shift_confidence=conf, contrast=contrast,
+                             light_step=light_step)
 
     def detect(self, frame: Frame) -> list[Detection]:
         """Items of one frame on their own (no tracking): connected regions, fragments merged."""

@@ -6,7 +6,8 @@
     -> view selection + crops -> batcher -> classifier thread -> votes -> decisions
 
 The classifier runs on its own thread (``batching.InferenceWorker``) and overlaps with the
-next frames' detection. Determinism does not depend on how fast it is: an item is decided
+next frames' detection. The detector's step (:meth:`Pipeline.analyse`) may run on a thread of
+its own too, ahead of the tracker (the replay does: ``replay.analysed``). Determinism does not depend on how fast it is: an item is decided
 in the step where its centroid crosses the decision line (or its track is lost), and that
 step first waits for every view of *that* item still being classified. So a decision's
 content depends only on the frames, never on timing, and its stream-time latency is under
@@ -28,7 +29,7 @@ from loguru import logger
 from .batching import Batch, Batcher, InferenceWorker, ViewJob, ViewSelector, square_crop
 from .config import Config
 from .decide import DecisionFactory
-from .detect import BeltDetector
+from .detect import BeltDetector, FrameAnalysis
 from .geometry import BeltMap
 from .messages import REJECT_LABEL, Decision, Frame, Observation, StatusEvent, StatusKind
 from .orient import derotated_crop, footprint_rect
@@ -70,24 +71,38 @@ class Pipeline:
         self.counts = {"decisions": 0, "views": 0, "stage_errors": 0, "sink_errors": 0, "tracks": 0}
         self.last_seen: dict[str, TrackStep] = {}
         self._high_water = False
+        self._line_set: set[str] = set()  # cameras whose first frame was processed (decision line)
 
     # -- public API ---------------------------------------------------------------------------
-    def process(self, frame: Frame, small: np.ndarray | None = None) -> list[Decision]:
+    def analyse(self, frame: Frame, small: np.ndarray | None = None) -> FrameAnalysis:
+        """The detector's step for one frame: belt model, item mask, belt motion.
+
+        :meth:`process` calls it, or it is called beforehand on another thread. A detector
+        learns from its camera's frames in order, so one thread must analyse every frame, in
+        stream order. ``small``: optional, the frame already shrunk for the detector
+        (``detect.shrink`` with ``detect.working_size``), e.g. by the decoding thread."""
+        t0 = time.perf_counter()
+        an = self._detector(frame).analyse(frame, small)
+        self.stage_s["detect"] += time.perf_counter() - t0
+        return an
+
+    def process(self, frame: Frame, small: np.ndarray | None = None,
+                analysis: FrameAnalysis | None = None) -> list[Decision]:
         """One camera frame -> the decisions made in this step (also given to ``on_decision``).
 
-        ``small``: optional, the frame already shrunk for the detector (``detect.shrink`` with
-        ``detect.working_size``), e.g. by the decoding thread."""
-        t0 = time.perf_counter()
-        det = self._detector(frame)
-        steps = det.light_steps
-        an = det.analyse(frame, small)
-        if det.light_steps != steps:
-            ratio, bg, rg = det.last_light_step
+        ``analysis``: this frame's :meth:`analyse`, when it ran beforehand; else it runs here
+        (on ``small`` if given)."""
+        an = analysis if analysis is not None else self.analyse(frame, small)
+        t1 = time.perf_counter()
+        if frame.camera not in self._line_set:  # the line camera's first frame places the decision line
+            self._line_set.add(frame.camera)
+            self._set_line(frame)
+        if an.light_step is not None:
+            ratio, bg, rg = an.light_step
             self._status(StatusKind.LIGHT_CHANGED, frame.camera, frame.t,
                          f"the belt became {100 * (ratio - 1):+.0f} % brighter and changed colour by "
                          f"B-G {bg:+.1f}, R-G {rg:+.1f} grey levels at once (lighting, exposure or white "
                          "balance changed); belt model adjusted")
-        t1 = time.perf_counter()
         step = self.tracker.step(an)
         self._merge(step.merged)
         self.last_seen[frame.camera] = step
@@ -100,7 +115,6 @@ class Pipeline:
         decisions = self._decide(frame.t, step.lost)
         self._forget(step.closed)
         self.frames[frame.camera] = self.frames.get(frame.camera, 0) + 1
-        self.stage_s["detect"] += t1 - t0
         self.stage_s["track"] += t2 - t1
         self.stage_s["views"] += t3 - t2
         return decisions
@@ -162,7 +176,6 @@ class Pipeline:
                 logger.warning(f"camera {frame.camera!r} is not in the config; using the identity belt mapping")
             det = self.detectors[frame.camera] = BeltDetector(self.config.detector, frame.camera,
                                                               frame.width, frame.height)
-            self._set_line(frame)
         return det
 
     def _set_line(self, frame: Frame) -> None:

@@ -10,14 +10,18 @@ Several files are frame-synchronous cameras (``config.cameras[i]`` describes fil
 missing entries get ``cam<i>`` with the identity mapping). A camera whose file ends early
 is reported and the rest is decided from the others.
 
-Decoding runs on one thread per file (OpenCV releases the GIL while decoding), detection
-and tracking on the caller's thread, the classifier on the pipeline's inference thread.
+Decoding runs on one thread per file (OpenCV releases the GIL while decoding), detection on
+a thread of its own (:func:`analysed`, up to ``ANALYSIS_AHEAD`` frames ahead), tracking,
+voting and deciding on the caller's thread, the classifier on the pipeline's inference
+thread. Each detector still sees its camera's frames in order, so the decisions are the
+same as with everything on one thread (on two cores about 6 % faster; more with more cores).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import threading
 import time
 from collections import deque
@@ -34,6 +38,68 @@ from .messages import Decision, Frame, StatusEvent
 from .videofiles import FileReader, Pacer, ReplayError, VideoInfo, merged_frames, probe, rss_mb
 
 __all__ = ["ReplayError", "ReplaySummary", "VideoInfo", "format_summary", "probe", "replay_files", "rss_mb"]
+
+
+ANALYSIS_AHEAD = 4  # frames the detector's thread may run ahead of the tracker
+
+
+class _Failed:
+    """The analysis thread's exception, handed to the consumer."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_DONE = object()
+
+
+def analysed(source, analyse: Callable[[Frame, Any], Any], stop: threading.Event,  # noqa: ANN001, ANN201
+             ahead: int = ANALYSIS_AHEAD):
+    """``(frame, t_read, small)`` items of ``source`` -> ``(frame, t_read, small, analysis)``.
+
+    ``analyse`` runs on a thread of its own, in order, at most ``ahead`` frames ahead of the
+    consumer (a bounded queue: the thread waits, nothing is dropped). An exception there is
+    raised here, after the frames before it. Ends when ``source`` does or ``stop`` is set; when
+    the consumer stops early it sets ``stop`` so the thread (and the file readers) end too."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for frame, t_read, small in source:
+                if stop.is_set() or not put((frame, t_read, small, analyse(frame, small))):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - raised again in the consumer
+            put(_Failed(exc))
+            return
+        put(_DONE)
+
+    thread = threading.Thread(target=work, name="analysis", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                if stop.is_set() or (not thread.is_alive() and q.empty()):
+                    return
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5.0)
 
 
 @dataclass(slots=True)
@@ -122,7 +188,7 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
 
         annotator = Annotator(annotate, infos[0].fps, (infos[0].width, infos[0].height), run.pipe)
     try:
-        run.loop(run.source(realtime, loops, stop), stop, on_frame, annotator)
+        run.loop(analysed(run.source(realtime, loops, stop), run.pipe.analyse, stop), stop, on_frame, annotator)
     finally:
         stop.set()
         run.finish()
@@ -174,7 +240,7 @@ class _Replay:
 
     def loop(self, source, stop: threading.Event, on_frame, annotator) -> None:  # noqa: ANN001
         reported: set[str] = set()
-        for frame, t_read, small in source:
+        for frame, t_read, small, an in source:
             if stop.is_set():
                 break
             for cam, t_cam in list(self.finished.items()):
@@ -183,7 +249,7 @@ class _Replay:
                     logger.warning(f"camera {cam}: its file ended at t={t_cam:.3f} s; deciding from the other camera(s)")
                     self.pipe.camera_ended(cam, frame.t)
             self.t_read = t_read
-            decisions = self.pipe.process(frame, small)
+            decisions = self.pipe.process(frame, small, an)
             self.frames[frame.camera] += 1
             self.t_end = max(self.t_end, frame.t)
             if on_frame is not None:

@@ -12,7 +12,8 @@ import pytest
 from ewaste_stream.cli import main
 from ewaste_stream.config import Config, load_config
 from ewaste_stream.protocol import decode_decision, encode_decision
-from ewaste_stream.replay import ReplayError, replay_files
+from ewaste_stream.messages import Frame
+from ewaste_stream.replay import ReplayError, analysed, camera_config, replay_files
 from ewaste_stream.synthetic import ColourClassifier, SynthBelt, SynthItem
 
 REPO = Path(__file__).resolve().parents[2]
@@ -179,3 +180,49 @@ def test_one_camera_ends_early_the_other_decides_the_rest(tmp_path, cut):
     assert all(set(d.views_by_camera) == {"cam0" if cut == "cam1" else "cam1"} for d in late)
     assert any(st.kind.value == "source_lost" and st.source == cut for st in statuses)
     assert s.frames[cut] == short and not s.errors
+
+
+def test_replay_with_detection_on_its_own_thread_decides_as_on_one_thread(video):
+    """The detector's thread runs ahead of the tracker; the decisions are those of the
+    pipeline stepping every frame on one thread."""
+    from ewaste_stream.pipeline import Pipeline
+
+    threaded: list = []
+    replay_files([video], _cfg(), ColourClassifier(), on_decision=threaded.append, boot_id="b")
+    inline: list = []
+    pipe = Pipeline(camera_config(_cfg(), 1), ColourClassifier(), "b", inline.append, inline_inference=True)
+    cap, k = cv2.VideoCapture(str(video)), 0
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        pipe.process(Frame("cam0", k, k / FPS, img))
+        last, k = k / FPS, k + 1
+    pipe.flush(last)
+    assert len(threaded) >= 7
+    key = [(d.item_id, d.label, d.t_cross, d.t_decided, d.views, d.confidence) for d in threaded]
+    assert key == [(d.item_id, d.label, d.t_cross, d.t_decided, d.views, d.confidence) for d in inline]
+
+
+def test_analysis_thread_keeps_order_raises_where_it_failed_and_stops_early():
+    import threading
+
+    def source(n):
+        for k in range(n):
+            yield Frame("cam0", k, k / FPS, np.zeros((4, 4, 3), np.uint8)), 0.0, None
+
+    def analyse(frame, small):
+        if frame.seq == 7:
+            raise ValueError("frame size changed")
+        return frame.seq * 10
+
+    got = []
+    with pytest.raises(ValueError, match="frame size changed"):
+        for frame, _, _, an in analysed(source(20), analyse, threading.Event(), ahead=2):
+            got.append((frame.seq, an))
+    assert got == [(k, 10 * k) for k in range(7)]  # every frame before the failure, in order
+    stop, seen = threading.Event(), []
+    for frame, _, _, _ in analysed(source(1000), lambda f, s: (seen.append(f.seq), 0)[1], stop, ahead=2):
+        if frame.seq == 3:
+            break
+    assert stop.is_set() and len(seen) <= 3 + 1 + 2 + 1  # the thread ran at most its queue ahead, then stopped

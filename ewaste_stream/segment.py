@@ -85,7 +85,7 @@ def segment(fg: np.ndarray, priors: Sequence[Prior], slack: int, min_new_px: flo
         piece = _piece(owner, i, p, slack, w, h)
         if piece is not None:
             pieces.append(piece)
-    rest = ((owner == 0) & (fg > 0)).astype(np.uint8)
+    rest = ((owner == 0) & (fg > 0)).view(np.uint8)
     n, labels, stats, cents = cv2.connectedComponentsWithStats(rest, connectivity=4)
     small = (stats[1:, 4] < small_px).any() if near > 0 else False
     entering = _entering_groups(rest, labels, n, near, upstream) if small else None
@@ -283,7 +283,7 @@ def _paint(owner: np.ndarray, fg: np.ndarray, p: Prior, value: int) -> None:
     if x1 > x0 and y1 > y0:
         sub = p.mask[y0 - p.y0:y1 - p.y0, x0 - p.x0:x1 - p.x0] > 0
         own = owner[y0:y1, x0:x1]
-        own[sub & (fg[y0:y1, x0:x1] > 0) & (own == 0)] = value
+        np.copyto(own, value, where=sub & (fg[y0:y1, x0:x1] > 0) & (own == 0))
     if p.entering:
         _paint_entry(owner, fg, p, value)
 
@@ -317,7 +317,7 @@ def _piece(owner: np.ndarray, value: int, p: Prior, slack: int, w: int, h: int) 
         x1 = w
     if x1 <= x0 or y1 <= y0:
         return None
-    sub = (owner[y0:y1, x0:x1] == value).astype(np.uint8)
+    sub = (owner[y0:y1, x0:x1] == value).view(np.uint8)
     return piece_from_mask(p.key, sub, x0, y0)
 
 
@@ -412,6 +412,8 @@ def merge_footprint(view: "CameraView", piece: Piece, keep: int) -> None:
     age[view.y0 - y0:view.y0 - y0 + oh, view.x0 - x0:view.x0 - x0 + ow] = old
     sub = age[piece.y0 - y0:piece.y0 - y0 + ph, piece.x0 - x0:piece.x0 - x0 + pw]
     sub[piece.mask > 0] = 0
-    bx, by, bw, bh = cv2.boundingRect((age != EMPTY).astype(np.uint8))
+    occupied = (age != EMPTY).view(np.uint8)
+    bx, by, bw, bh = cv2.boundingRect(occupied)
     view.age = np.ascontiguousarray(age[by:by + bh, bx:bx + bw])
+    view.footprint = np.ascontiguousarray(occupied[by:by + bh, bx:bx + bw])
     view.x0, view.y0 = x0 + bx, y0 + by

@@ -76,6 +76,7 @@ class CameraView:
     at_side: bool = False  # touches the top/bottom edge of the picture (the belt's side)
     fx: float = 0.0  # sub-pixel shift not yet applied to the footprint
     fy: float = 0.0
+    footprint: np.ndarray | None = None  # uint8: age != EMPTY (kept with age by merge_footprint)
 
 
 @dataclass(slots=True)
@@ -277,7 +278,7 @@ class Tracker:
             view = tr.views.get(camera)
             if view is None or tr.state == TrackState.CLOSED:
                 continue
-            fp = (view.age != EMPTY).astype(np.uint8)
+            fp = view.footprint if view.footprint is not None else (view.age != EMPTY).astype(np.uint8)
             out.append(Prior(tr.id, view.x0, view.y0, fp, view.entering))
         return out
 

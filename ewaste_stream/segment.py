@@ -362,6 +362,8 @@ def split_touching(mask: np.ndarray, neck_ratio: float = 0.6, min_radius: float 
     dist = cv2.distanceTransform(cv2.copyMakeBorder(m, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0), cv2.DIST_L2, 3)
     dist = dist[1:-1, 1:-1]
     top = float(dist.max())
+    if top < min_radius:  # no part of it is as thick as an item: nothing to split it into
+        return [m]
     level = 1.0
     while level < top * neck_ratio:
         n, lab = cv2.connectedComponents((dist > level).astype(np.uint8), connectivity=8)

@@ -8,6 +8,7 @@ import pytest
 from ewaste_stream import CLASS_NAMES
 from ewaste_stream.config import load_config
 from ewaste_stream.model import ModelLoadError, classifier_from_config, self_check
+from ewaste_stream.model.selfcheck import check_batch_sizes
 from ewaste_stream.model.backends import OrtClassifier, TorchClassifier
 
 
@@ -77,3 +78,17 @@ def test_classifier_from_config_missing_folder(tmp_path):
     cfg = load_config(None, {"model": {"dir": str(tmp_path / "nope")}})
     with pytest.raises(ModelLoadError, match="nope"):
         classifier_from_config(cfg)
+
+
+@pytest.mark.parametrize("device, compiled, max_batch, sizes", [
+    ("cpu", False, 32, [1, 4]),  # any batch size works on the CPU: no two batches of 32 at every start
+    ("cpu", False, 2, [1, 2]),
+    ("cpu", False, 1, [1]),
+    ("cuda", False, 32, [1, 32]),  # a GPU builds a plan per shape: the largest one is checked
+    ("cuda:1", False, 16, [1, 16]),
+    ("cpu", True, 32, [1, 32]),  # compiled: a bucket per size
+])
+def test_start_up_check_batch_sizes(device, compiled, max_batch, sizes):
+    from types import SimpleNamespace
+
+    assert check_batch_sizes(SimpleNamespace(device=device, compiled=compiled), max_batch) == sizes

@@ -90,6 +90,11 @@ class FileReader(threading.Thread):
             self.error = f"{self.info.path}: cannot decode: {exc}"
         finally:
             self._put(_EOF)
+            if self.stop.is_set():  # stopped early: still wake a consumer waiting on an empty queue
+                try:
+                    self.q.put_nowait(_EOF)
+                except queue.Full:
+                    pass  # it has frames to take: it is not waiting
 
     def _one_pass(self, cap, start: int) -> int:  # noqa: ANN001
         n = 0

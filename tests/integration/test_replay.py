@@ -226,3 +226,19 @@ def test_analysis_thread_keeps_order_raises_where_it_failed_and_stops_early():
         if frame.seq == 3:
             break
     assert stop.is_set() and len(seen) <= 3 + 1 + 2 + 1  # the thread ran at most its queue ahead, then stopped
+
+
+def test_stopping_a_replay_early_ends_its_threads_and_keeps_what_was_decided(video):
+    import threading
+
+    stop, got = threading.Event(), []
+
+    def on_frame(frame, decisions):
+        if frame.seq == 60:
+            stop.set()  # e.g. SIGTERM: the threads must end, not wait on each other
+
+    s = replay_files([video], _cfg(), ColourClassifier(), on_decision=got.append, on_frame=on_frame, stop=stop)
+    assert 60 <= s.frames["cam0"] < 90 and len(got) == s.decisions >= 1
+    assert [d.seq for d in got] == list(range(1, len(got) + 1))
+    left = [t.name for t in threading.enumerate() if t.name in ("analysis", "read-cam0")]
+    assert left == []

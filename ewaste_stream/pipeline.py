@@ -7,7 +7,9 @@
 
 The classifier runs on its own thread (``batching.InferenceWorker``) and overlaps with the
 next frames' detection. The detector's step (:meth:`Pipeline.analyse`) may run on a thread of
-its own too, ahead of the tracker (the replay does: ``replay.analysed``). Determinism does not depend on how fast it is: an item is decided
+its own too, ahead of the tracker (the replay does: ``replay.analysed``).
+
+Determinism does not depend on how fast the classifier is: an item is decided
 in the step where its centroid crosses the decision line (or its track is lost), and that
 step first waits for every view of *that* item still being classified. So a decision's
 content depends only on the frames, never on timing, and its stream-time latency is under

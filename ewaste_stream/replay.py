@@ -222,6 +222,7 @@ class _Replay:
         self.finished: dict[str, float] = {}  # camera -> time of its last frame (its file ended)
         self.errors: list[str] = []
         self.pacer: Pacer | None = None
+        self.readers: list[FileReader] = []
 
     def _decided(self, d: Decision) -> None:
         self.wall_lat.append(1000.0 * (time.perf_counter() - self.t_read))
@@ -233,11 +234,11 @@ class _Replay:
             self.pacer = Pacer(self.infos, max(c.queue_size for c in self.config.cameras), stop)
             self.pacer.start()
             return self.pacer.frames()
-        readers = [FileReader(i, 8, stop, loops, working_size(self.config.detector, i.width, i.height))
-                   for i in self.infos]
-        for r in readers:
+        self.readers = [FileReader(i, 8, stop, loops, working_size(self.config.detector, i.width, i.height))
+                        for i in self.infos]
+        for r in self.readers:
             r.start()
-        return merged_frames(readers, self._ended)
+        return merged_frames(self.readers, self._ended)
 
     def _ended(self, r: FileReader, t: float) -> None:
         self.finished[r.info.camera] = t
@@ -265,12 +266,15 @@ class _Replay:
                 annotator.write(frame, decisions)
 
     def finish(self) -> None:
-        """Decide everything in flight and stop the classifier thread."""
+        """Decide everything in flight, stop the classifier thread, let the decoders end
+        (the caller has set ``stop``)."""
         self.t_read = time.perf_counter()
         try:
             self.pipe.flush(self.t_end)
         finally:
             self.pipe.close()
+            for thread in [*self.readers, *([self.pacer] if self.pacer is not None else [])]:
+                thread.join(timeout=5.0)
         if self.pacer is not None:
             self.errors.extend(self.pacer.errors)
 

@@ -1,11 +1,9 @@
 """The live daemon: sources -> pipeline -> decision log + ZeroMQ publisher, with health.
 
-Threads: one capture thread per camera (drop-oldest queues), the detector's thread (the
-pipeline's ``analyse`` step of each frame, at most ``DETECT_AHEAD`` frames ahead), the pipeline
-loop (the thread that calls ``run``, normally the main thread: tracking, views, decisions),
-the publisher thread (owns the PUB socket), the HTTP health thread. The pipeline thread never
-touches a socket and never waits for a subscriber. When the pipeline falls behind, the
-detector's thread waits and the capture queues drop their oldest frames, as without it.
+Threads: one capture thread per camera (drop-oldest queues), the pipeline loop (the thread
+that calls ``run``, normally the main thread), the publisher thread (owns the PUB socket),
+the HTTP health thread. The pipeline thread never touches a socket and never waits for a
+subscriber.
 
 Shutdown (SIGTERM/SIGINT, or every file source ended): stop capture, run the frames already
 queued, ``pipeline.flush`` (decide every item in flight), fsync the log, let the publisher
@@ -16,7 +14,6 @@ interrupts the drain.
 from __future__ import annotations
 
 import dataclasses
-import queue
 import secrets
 import signal
 import threading
@@ -35,69 +32,6 @@ from .sources import FrameMux, LiveSource, SourceContext, open_live_source, open
 
 PipelineFactory = Callable[..., Any]  # Pipeline(config, classifier, boot_id, on_decision, on_status)
 RECENT_ERROR_S = 10.0  # health stays "degraded" this long after a stage or sink error
-DETECT_AHEAD = 2  # frames the detector's thread may run ahead of the pipeline loop
-
-
-class DetectThread(threading.Thread):
-    """Takes frames from the capture mux, runs ``analyse`` on each (the detector's step), and
-    hands ``(frame, analysis, error)`` on in order through a queue of ``ahead`` items. An
-    exception in ``analyse`` is handed on as ``error`` with its frame (a stage error there).
-    ``close`` stops it and returns what it took and did not hand on yet: nothing is lost."""
-
-    def __init__(self, mux: FrameMux, analyse: Callable[[Frame], Any], ahead: int = DETECT_AHEAD) -> None:
-        super().__init__(name="detect", daemon=True)
-        self.mux, self.analyse = mux, analyse
-        self.q: queue.Queue = queue.Queue(maxsize=max(1, ahead))
-        self._halt = threading.Event()
-        self._held: tuple | None = None  # analysed while stopping, not queued
-        self._busy = False
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            frame = self.mux.get(0.1)
-            if frame is None:
-                continue
-            self._busy = True
-            try:
-                item: tuple = (frame, self.analyse(frame), None)
-            except Exception as exc:  # noqa: BLE001 - the pipeline loop reports it with its frame
-                item = (frame, None, exc)
-            while True:
-                try:
-                    self.q.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    if self._halt.is_set():
-                        self._held = item
-                        break
-            self._busy = False
-
-    def get(self, timeout: float) -> tuple | None:
-        try:
-            return self.q.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def idle(self) -> bool:
-        """Nothing analysed waiting and no frame being analysed (the mux may still hold frames)."""
-        return not self._busy and self.q.empty()
-
-    def close(self, timeout: float = 10.0) -> list[tuple]:
-        """Stop; the items analysed and not taken yet, in order."""
-        self._halt.set()
-        self.join(timeout)
-        if self.is_alive():
-            logger.error(f"the detector's thread did not stop within {timeout:.0f} s")
-        left = []
-        while True:
-            try:
-                left.append(self.q.get_nowait())
-            except queue.Empty:
-                break
-        if self._held is not None:
-            left.append(self._held)
-            self._held = None
-        return left
 
 
 def _default_pipeline_factory() -> PipelineFactory:
@@ -140,7 +74,6 @@ class Daemon:
         timed = TimedClassifier(classifier, self.metrics.observe_batch)
         self.pipeline = factory(config, timed, self.boot_id, self._on_decision, self._on_status)
         self.http: HealthServer | None = None
-        self.detect: DetectThread | None = None
 
     # ---- construction -------------------------------------------------------------------
     def _make_log(self) -> JsonlDecisionLog | None:
@@ -188,32 +121,20 @@ class Daemon:
 
     def run(self) -> int:
         """The pipeline loop; returns the exit code (0 after a clean drain)."""
-        if callable(getattr(self.pipeline, "analyse", None)):  # a pipeline with a separate detector step
-            self.detect = DetectThread(self.mux, self.pipeline.analyse)
-            self.detect.start()
         while not self._stop.is_set():
-            item = self.detect.get(0.1) if self.detect is not None else self._from_mux(0.1)
+            frame = self.mux.get(0.1)
             self._housekeeping()
-            if item is not None:
-                self._process(*item)
-            elif all(s.finished for s in self.sources) and (self.detect is None or self.detect.idle()):
+            if frame is not None:
+                self._process(frame)
+            elif all(s.finished for s in self.sources):
                 logger.info("all sources ended")
                 break
         self._shutdown()
         return 0
 
-    def _from_mux(self, timeout: float) -> tuple | None:
-        frame = self.mux.get(timeout)
-        return None if frame is None else (frame, None, None)
-
-    def _process(self, frame: Frame, analysis: Any = None, error: Exception | None = None) -> None:
+    def _process(self, frame: Frame) -> None:
         try:
-            if error is not None:
-                raise error
-            if analysis is None:
-                self.pipeline.process(frame)
-            else:
-                self.pipeline.process(frame, analysis=analysis)
+            self.pipeline.process(frame)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the line
             self.stage_errors += 1
             self._last_error_t = frame.t
@@ -247,16 +168,12 @@ class Daemon:
         self._state = "stopping"
         for s in self.sources:
             s.close()
-        analysed = self.detect.close() if self.detect is not None else []
-        for item in analysed:
-            self._process(*item)
-        stuck = self.detect is not None and self.detect.is_alive()  # never two threads in one detector
-        left = [] if stuck else self.mux.drain()
+        left = self.mux.drain()
         for frame in left:
             self._process(frame)
         try:
             flushed = self.pipeline.flush(self.clock())
-            logger.info(f"flushed {len(flushed)} item(s) in flight after {len(analysed) + len(left)} queued frame(s)")
+            logger.info(f"flushed {len(flushed)} item(s) in flight after {len(left)} queued frame(s)")
         except Exception as exc:  # noqa: BLE001
             logger.opt(exception=exc).error(f"pipeline flush failed: {exc}")
         close = getattr(self.pipeline, "close", None)
@@ -314,8 +231,6 @@ class Daemon:
     def snapshot(self) -> dict[str, Any]:
         sources = {s.camera: s.info() for s in self.sources}
         depths = {cam: info["queue_depth"] for cam, info in sources.items()}
-        if self.detect is not None:
-            depths["detect"] = self.detect.q.qsize()
         if self.publisher is not None:
             depths["publisher"] = self.publisher.queue_depth
         pub = dataclasses.asdict(self.publisher.stats) if self.publisher else None

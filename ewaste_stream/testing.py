@@ -66,34 +66,6 @@ class StubPipeline:
         return {"frames": self.frames, "decisions": self.seq}
 
 
-class AnalysingStubPipeline(StubPipeline):
-    """StubPipeline with the real pipeline's separate detector step: ``analyse`` records the
-    thread it ran on (and raises on frame ``fail_seq``); ``process`` counts frames that did not
-    get their own frame's analysis, and records the frames it processed, in order."""
-
-    def __init__(self, *args, fail_seq: int | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
-        super().__init__(*args, **kwargs)
-        self.fail_seq = fail_seq
-        self.analysed_on: set[str] = set()
-        self.mismatched = 0
-        self.processed: list[tuple[str, int]] = []
-
-    def analyse(self, frame: Frame) -> tuple[str, str, int]:
-        import threading
-
-        self.analysed_on.add(threading.current_thread().name)
-        if frame.seq == self.fail_seq:
-            raise RuntimeError(f"detector failed on frame {frame.seq}")
-        return ("analysis", frame.camera, frame.seq)
-
-    def process(self, frame: Frame, analysis: tuple | None = None) -> list[Decision]:  # type: ignore[override]
-        if analysis is None:
-            analysis = self.analyse(frame)
-        self.mismatched += analysis != ("analysis", frame.camera, frame.seq)
-        self.processed.append((frame.camera, frame.seq))
-        return super().process(frame)
-
-
 class StubClassifier:
     """Classifier stand-in: uniform-ish probabilities favouring class 0, no model needed."""
 

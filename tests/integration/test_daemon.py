@@ -22,7 +22,7 @@ from ewaste_stream.cli import main
 from ewaste_stream.config import load_config
 from ewaste_stream.decision_log import read_decisions
 from ewaste_stream.subscriber import DecisionSubscriber
-from ewaste_stream.testing import AnalysingStubPipeline, StubClassifier, StubPipeline, write_test_video
+from ewaste_stream.testing import StubClassifier, StubPipeline, write_test_video
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -276,28 +276,3 @@ def test_cli_run_real_pipeline_sigterm_drains(tmp_path):
     logged = [r["seq"] for r in read_decisions(tmp_path / "d.jsonl")]
     assert len(logged) >= 10 and logged == list(range(1, len(logged) + 1))
     assert seqs == logged, "".join(lines[-30:])
-
-
-def test_detector_thread_gives_each_frame_its_own_analysis_in_order_and_loses_none(tmp_path):
-    """The detector's step runs on its own thread; every captured frame that was not dropped
-    is processed, in order, with its own analysis; a detector failure is one stage error."""
-    video = write_test_video(tmp_path / "v.mp4", frames=40)
-    pipes = []
-
-    def factory(*args, **kwargs):
-        pipes.append(AnalysingStubPipeline(*args, fail_seq=5, **kwargs))
-        return pipes[0]
-
-    daemon = Daemon(_config(tmp_path, video, loop=False), StubClassifier(), pipeline_factory=factory)
-    daemon.start()
-    assert daemon.run() == 0
-    pipe, src = pipes[0], daemon.sources[0]
-    assert pipe.analysed_on == {"detect"} and pipe.mismatched == 0
-    seqs = [seq for _, seq in pipe.processed]
-    assert seqs == sorted(seqs) and 5 not in seqs
-    assert src.frames_captured == 40
-    assert len(seqs) + 1 + src.queue.dropped == src.frames_captured  # the failed frame, the dropped ones
-    assert daemon.stage_errors == 1
-    logged = [r["seq"] for r in read_decisions(tmp_path / "d.jsonl")]
-    assert logged == list(range(1, pipe.seq + 1)) and pipe.seq >= len(seqs) // 2
-    assert not daemon.detect.is_alive()

@@ -303,7 +303,8 @@ def format_summary(s: ReplaySummary) -> str:
         "rejects: " + (", ".join(f"{k} {v}" for k, v in sorted(s.rejects.items())) or "none"),
         f"decision latency: stream p50 {s.latency_ms_p50} ms, p99 {s.latency_ms_p99} ms (line -> decision); "
         f"wall p50 {s.wall_latency_ms_p50} ms, p99 {s.wall_latency_ms_p99} ms (frame read -> decision)",
-        "stage time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in s.stage_s.items())
+        "stage time (s busy; the classifier, and detect unless --realtime, run on threads of their own): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in s.stage_s.items())
         + f", classifier thread {s.inference_s:.2f}",
         f"memory: RSS {s.rss_mb_start:.0f} MB at start, {s.rss_mb_end:.0f} MB at end",
     ]

@@ -70,7 +70,7 @@ class Pipeline:
         self.frames: dict[str, int] = {}
         self.stage_s = dict.fromkeys(STAGES, 0.0)
         self.latency_ms: deque[float] = deque(maxlen=100_000)  # t_decided - t_cross, stream ms
-        self.counts = {"decisions": 0, "views": 0, "stage_errors": 0, "sink_errors": 0, "tracks": 0}
+        self.counts = {"decisions": 0, "views": 0, "views_skipped": 0, "stage_errors": 0, "sink_errors": 0, "tracks": 0}
         self.last_seen: dict[str, TrackStep] = {}
         self._high_water = False
         self._line_set: set[str] = set()  # cameras whose first frame was processed (decision line)
@@ -142,7 +142,8 @@ class Pipeline:
         return {
             "frames": dict(self.frames), "tracks": self.tracker.created,
             "decisions": self.counts["decisions"], "rejects": dict(self.factory.rejects),
-            "labels": dict(self.factory.labels), "views": w.crops, "batches": w.batches,
+            "labels": dict(self.factory.labels), "views": w.crops, "views_skipped": self.counts["views_skipped"],
+            "batches": w.batches,
             "mean_batch": round(w.crops / w.batches, 2) if w.batches else 0.0,
             "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()}, "inference_s": round(w.busy_s, 3),
             "latency_ms_p50": _pct(lat, 50), "latency_ms_p99": _pct(lat, 99), "latency_ms_max": _pct(lat, 100),
@@ -204,6 +205,7 @@ class Pipeline:
             if not self.selector.want(tr.id, frame.camera, tr.u, line_u, step_u):
                 continue
             if self._sure(tr.id):
+                self.counts["views_skipped"] += 1
                 continue  # its views so far decide it: another would not change the decision
             crop = self._crop(frame, view, margin)
             self.batcher.add(ViewJob(tr.id, frame.camera, frame.t, crop, SIDE_QUALITY if view.at_side else 1.0))

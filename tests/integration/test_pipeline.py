@@ -132,7 +132,7 @@ class _UnsureOfOdd(ColourClassifier):
 def test_an_item_whose_first_view_sorts_it_surely_gets_no_more_views(stop):
     items = _scene()
     cfg = _config(batching={"views_per_item": 3, "stop_confidence": stop})
-    decisions, belt, _ = _run(items, 90, classifier=_UnsureOfOdd(), config=cfg, flush=False)
+    decisions, belt, pipe = _run(items, 90, classifier=_UnsureOfOdd(), config=cfg, flush=False)
     by_item = _match_each(items, _crossing_items(items, belt, 90), decisions)  # right labels, once each
     cls = {it.item: it.cls for it in items}
     sure = [d.views for i, d in by_item.items() if cls[i] % 2 == 0]
@@ -140,6 +140,8 @@ def test_an_item_whose_first_view_sorts_it_surely_gets_no_more_views(stop):
     assert len(sure) >= 3 and len(unsure) >= 3
     assert unsure == [3] * len(unsure)
     assert sure == [1 if stop else 3] * len(sure)
+    assert pipe.stats()["views_skipped"] >= (2 * len(sure) if stop else 0)  # shown in /healthz
+    assert stop or pipe.stats()["views_skipped"] == 0
 
 
 def test_item_lost_before_the_line_is_decided_once_as_lost():

@@ -112,9 +112,7 @@ class BeltDetector:
         small = cv2.transform(cv2.GaussianBlur(small, (3, 3), 0).astype(np.float32), _OPPONENT)
         if self.mean is None:
             self._init_model(small)
-        steps = self.light_steps
-        self._follow_light_step(small)
-        light_step = self.last_light_step if self.light_steps != steps else None
+        light_step = self.last_light_step if self._follow_light_step(small) else None
         lum, chroma, belt_lum = self._residual(small)
         mask, contrast = self._foreground(lum, chroma, belt_lum)
         shift, conf = self.motion.update(lum)
@@ -140,7 +138,7 @@ class BeltDetector:
         chroma = cv2.max(cv2.absdiff(d1, 0.0), cv2.absdiff(d2, 0.0))
         return lum, chroma, cv2.extractChannel(self.mean, 0)
 
-    def _follow_light_step(self, small: np.ndarray) -> None:
+    def _follow_light_step(self, small: np.ndarray) -> bool:
         """A light switched on or off, a camera's exposure or white-balance step: the whole belt
         is brighter or darker than its model by more than LIGHT_STEP, or another colour by more
         than COLOUR_STEP grey levels. Relearnt pixel by pixel, the whole picture would be
@@ -151,12 +149,12 @@ class BeltDetector:
         too few: after a step everything differed), and must be the same in the four quarters
         of the picture: a change of part of the light (one lamp of several) is not scaled into
         the rest; it is relearnt as a region bigger than any item (``HUGE_FRAMES``). Slower
-        drift is learnt pixel by pixel."""
+        drift is learnt pixel by pixel. Returns whether it followed a step."""
         assert self.mean is not None
         belt = self._belt_px if self._belt_px is not None else np.ones(small.shape[:2], bool)
         ratio, d1, d2 = _light_change(small[::8, ::8], self.mean[::8, ::8], belt[::8, ::8])
         if abs(ratio - 1.0) <= 0.8 * LIGHT_STEP and abs(d1) <= 0.8 * COLOUR_STEP and abs(d2) <= 0.8 * COLOUR_STEP:
-            return  # nearly every frame: a 64th of the pixels tells
+            return False  # nearly every frame: a 64th of the pixels tells
         now, model, belt = small[::4, ::4], self.mean[::4, ::4], belt[::4, ::4]
         ratio, d1, d2 = _light_change(now, model, belt)
         h, w = belt.shape
@@ -165,11 +163,12 @@ class BeltDetector:
         ratio = ratio if _same_step(steps[:, 0] - 1.0, LIGHT_STEP) else 1.0
         shift = [d if _same_step(steps[:, c], COLOUR_STEP) else 0.0 for c, d in ((1, d1), (2, d2))]
         if ratio == 1.0 and not any(shift):
-            return
+            return False
         self.mean *= np.float32(ratio)
         self.mean[..., 1:] += np.float32(shift)
         self.light_steps += 1
         self.last_light_step = (ratio, shift[0], shift[1])
+        return True
 
     def _init_model(self, small: np.ndarray) -> None:
         """The belt model from the first frame: each row's median (items rarely cover half of a

@@ -73,7 +73,6 @@ class Pipeline:
         self.counts = {"decisions": 0, "views": 0, "views_skipped": 0, "stage_errors": 0, "sink_errors": 0, "tracks": 0}
         self.last_seen: dict[str, TrackStep] = {}
         self._high_water = False
-        self._line_set: set[str] = set()  # cameras whose first frame was processed (decision line)
 
     # -- public API ---------------------------------------------------------------------------
     def analyse(self, frame: Frame, small: np.ndarray | None = None) -> FrameAnalysis:
@@ -96,8 +95,7 @@ class Pipeline:
         (on ``small`` if given)."""
         an = analysis if analysis is not None else self.analyse(frame, small)
         t1 = time.perf_counter()
-        if frame.camera not in self._line_set:  # the line camera's first frame places the decision line
-            self._line_set.add(frame.camera)
+        if frame.camera not in self.frames:  # the line camera's first frame places the decision line
             self._set_line(frame)
         if an.light_step is not None:
             ratio, bg, rg = an.light_step

@@ -65,6 +65,7 @@ class CameraView:
     x0: int
     y0: int
     age: np.ndarray  # uint8 per pixel: frames since the item last covered it (EMPTY = never)
+    footprint: np.ndarray  # uint8 1 where age != EMPTY (merge_footprint keeps the two together)
     seq: int  # frame seq of the last observation
     t: float
     bbox: BBox  # full-resolution px, last observation
@@ -76,7 +77,6 @@ class CameraView:
     at_side: bool = False  # touches the top/bottom edge of the picture (the belt's side)
     fx: float = 0.0  # sub-pixel shift not yet applied to the footprint
     fy: float = 0.0
-    footprint: np.ndarray | None = None  # uint8: age != EMPTY (kept with age by merge_footprint)
 
 
 @dataclass(slots=True)
@@ -278,8 +278,7 @@ class Tracker:
             view = tr.views.get(camera)
             if view is None or tr.state == TrackState.CLOSED:
                 continue
-            fp = view.footprint if view.footprint is not None else (view.age != EMPTY).astype(np.uint8)
-            out.append(Prior(tr.id, view.x0, view.y0, fp, view.entering))
+            out.append(Prior(tr.id, view.x0, view.y0, view.footprint, view.entering))
         return out
 
     def _associate(self, an: FrameAnalysis, cam: _Camera, piece: Piece, taken: set[int]) -> Track:
@@ -322,8 +321,8 @@ class Tracker:
         entering = cam.upstream if upstream_edge and (view is None or view.entering) else 0
         if view is None:
             age = np.where(piece.mask > 0, 0, EMPTY).astype(np.uint8)
-            view = CameraView(an.camera, piece.x0, piece.y0, age, an.frame_seq, an.t, bbox, cxy,
-                              piece.area * sx * sy, truncated, entering, hits=0, at_side=at_side)
+            view = CameraView(an.camera, piece.x0, piece.y0, age, (age != EMPTY).view(np.uint8), an.frame_seq,
+                              an.t, bbox, cxy, piece.area * sx * sy, truncated, entering, hits=0, at_side=at_side)
             tr.views[an.camera] = view
         else:
             merge_footprint(view, piece, self.footprint_frames)

@@ -89,8 +89,7 @@ class FileReader(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - reported to the caller
             self.error = f"{self.info.path}: cannot decode: {exc}"
         finally:
-            self._put(_EOF)
-            if self.stop.is_set():  # stopped early: still wake a consumer waiting on an empty queue
+            if not self._put(_EOF):  # stopped early: still wake a consumer waiting on an empty queue
                 try:
                     self.q.put_nowait(_EOF)
                 except queue.Full:
@@ -115,13 +114,15 @@ class FileReader(threading.Thread):
             cap.release()
         return n
 
-    def _put(self, item: object) -> None:
+    def _put(self, item: object) -> bool:
+        """Queue ``item``, waiting while the queue is full; False when stopped first."""
         while not self.stop.is_set():
             try:
                 self.q.put(item, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
 
 def merged_frames(readers: list[FileReader], on_end: Callable[[FileReader, float], None]):

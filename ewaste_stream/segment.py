@@ -71,9 +71,10 @@ def segment(fg: np.ndarray, priors: Sequence[Prior], slack: int, min_new_px: flo
     ``entering`` too: it is likely a fragment of the item coming in (split off by a dark
     band), so it waits until the rest of that item is in view and can join it."""
     h, w = fg.shape
+    fg = (fg > 0).view(np.uint8)
     owner = np.zeros((h, w), np.uint16)
-    for i, p in enumerate(priors, start=1):
-        _paint(owner, fg, p, i)
+    for i in range(len(priors), 0, -1):  # the first prior that claims a pixel keeps it: paint it last
+        _paint(owner, fg, priors[i - 1], i)
     for _ in range(max(0, slack)):
         grown = cv2.dilate(owner, _K3)
         free = (owner == 0) & (fg > 0) & (grown > 0)
@@ -278,12 +279,13 @@ def _clip(p: Prior, w: int, h: int, pad: int = 0) -> tuple[int, int, int, int]:
 
 
 def _paint(owner: np.ndarray, fg: np.ndarray, p: Prior, value: int) -> None:
+    """``value`` on the item pixels (``fg``, 0/1) of the prior's footprint and entry strip,
+    over whatever was painted there before."""
     h, w = fg.shape
     x0, y0, x1, y1 = _clip(p, w, h)
     if x1 > x0 and y1 > y0:
-        sub = p.mask[y0 - p.y0:y1 - p.y0, x0 - p.x0:x1 - p.x0] > 0
-        own = owner[y0:y1, x0:x1]
-        np.copyto(own, value, where=sub & (fg[y0:y1, x0:x1] > 0) & (own == 0))
+        sub = cv2.min(p.mask[y0 - p.y0:y1 - p.y0, x0 - p.x0:x1 - p.x0], fg[y0:y1, x0:x1])  # 0/1
+        np.copyto(owner[y0:y1, x0:x1], value, where=sub.view(bool))
     if p.entering:
         _paint_entry(owner, fg, p, value)
 
@@ -305,8 +307,7 @@ def _paint_entry(owner: np.ndarray, fg: np.ndarray, p: Prior, value: int) -> Non
     r0, r1 = max(0, p.y0 + int(rows[0])), min(h, p.y0 + int(rows[-1]) + 1)
     if r1 <= r0:
         return
-    own = owner[r0:r1, xa:xb]
-    own[(fg[r0:r1, xa:xb] > 0) & (own == 0)] = value
+    np.copyto(owner[r0:r1, xa:xb], value, where=fg[r0:r1, xa:xb].view(bool))
 
 
 def _piece(owner: np.ndarray, value: int, p: Prior, slack: int, w: int, h: int) -> Piece | None:

@@ -136,7 +136,7 @@ class BatchingSection(_Section):
     max_wait_ms: float = Field(20.0, ge=0)
     views_per_item: int = Field(2, ge=1, le=64)  # classify at most this many crops per item and camera
     stop_confidence: float | None = Field(0.9, gt=0, le=1)  # no more views of an item its views so far sort this surely
-    guard_frames: float = Field(2.0, ge=0)  # the last view is taken this many frames of travel before the line
+    guard_frames: float = Field(8.0, ge=0)  # the last view is taken this many frames of travel before the line
     crop_margin: float = Field(0.15, ge=0, le=1)  # square crop = longest box side x (1 + 2 margin)
     derotate: bool = False  # cut views along the footprint's min-area rectangle (see orient.py)
     max_inflight: int = Field(4, ge=1, le=64)  # batches queued for the classifier thread before waiting

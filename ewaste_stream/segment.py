@@ -44,6 +44,7 @@ class Prior:
     y0: int
     mask: np.ndarray  # uint8, 1 = the item's predicted footprint
     entering: int = 0  # still coming in over the picture's left (+1) or right (-1) edge; 0: no
+    claim_only: bool = False  # its pixels are claimed, but no piece is cut for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,8 @@ def segment(fg: np.ndarray, priors: Sequence[Prior], slack: int, min_new_px: flo
         owner[free] = grown[free]
     pieces: list[Piece] = []
     for i, p in enumerate(priors, start=1):
+        if p.claim_only:
+            continue
         piece = _piece(owner, i, p, slack, w, h)
         if piece is not None:
             pieces.append(piece)

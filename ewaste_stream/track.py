@@ -19,7 +19,9 @@ by centroids to the tracks the other cameras follow, and a small piece only one 
 inside an item another camera sees whole is folded into it (``TrackStep.merged``).
 
 Lifecycle: tentative -> confirmed (``min_hits`` frames) -> decided (by the pipeline, when
-the centroid crosses the decision line or the track is lost) -> closed (out of view).
+the centroid crosses the decision line or the track is lost) -> closed (out of view). An item
+decided at the line coasts on: its footprint moves with the belt and claims its pixels (it is
+not found again as a new item), but it is no longer segmented or measured.
 
 Pieces of one item (tracked or new) that lie inside a bigger piece's outline join it
 (:func:`segment.absorb_inside`): a dark item's fragment that was followed before the rest
@@ -231,6 +233,13 @@ class Tracker:
                 continue  # a thin streak (a shadow's rim, a blurred edge), thinner than any item
             tr = self._associate(an, cam, piece, {t.id for t, _ in seen})
             seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
+        for prior in priors:
+            if prior.claim_only:
+                tr = self.tracks[prior.key]
+                view = tr.views[an.camera]
+                if view.x0 < cam.sw and view.x0 + view.footprint.shape[1] > 0:  # still in the picture
+                    self._coast(tr, view, an, shift)
+                    seen.append((tr, view))
         cam.last_t = an.t
         merged += self._dedupe(an.t) if len(self.cams) > 1 else []
         if merged:
@@ -278,7 +287,7 @@ class Tracker:
             view = tr.views.get(camera)
             if view is None or tr.state == TrackState.CLOSED:
                 continue
-            out.append(Prior(tr.id, view.x0, view.y0, view.footprint, view.entering))
+            out.append(Prior(tr.id, view.x0, view.y0, view.footprint, view.entering, claim_only=_coasting(tr)))
         return out
 
     def _associate(self, an: FrameAnalysis, cam: _Camera, piece: Piece, taken: set[int]) -> Track:
@@ -340,6 +349,20 @@ class Tracker:
             tr.state = TrackState.CONFIRMED
         self._check_cross(tr, bbox, crossed)
         return view
+
+    def _coast(self, tr: Track, view: CameraView, an: FrameAnalysis, shift: tuple[float, float]) -> None:
+        """A decided item past the line moves on with the belt: its footprint (moved already)
+        still claims its pixels, so it is not found again as a new item, but nothing is
+        measured any more (a third of the tracks in view, no longer segmented or updated)."""
+        dx, dy = shift
+        x0, y0, x1, y1 = view.bbox
+        view.bbox = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        view.centroid = (view.centroid[0] + dx, view.centroid[1] + dy)
+        view.seq, view.t = an.frame_seq, an.t
+        if an.t > tr.t_last:
+            tr.box = tr.predicted_box(an.t, self.velocity)
+            tr.u, tr.t_last = tr.predict_u(an.t, self.velocity), an.t
+        tr.lost = False
 
     def _check_cross(self, tr: Track, bbox: BBox, crossed: list[Track]) -> None:
         if self.line_u is None or tr.t_cross is not None or tr.born_past_line or tr.u < self.line_u:
@@ -440,6 +463,11 @@ class Tracker:
 
     def active_tracks(self) -> list[Track]:
         return list(self.tracks.values())
+
+
+def _coasting(tr: Track) -> bool:
+    """Decided at the line: followed on by the belt's motion alone (:meth:`Tracker._coast`)."""
+    return tr.state == TrackState.DECIDED and tr.t_cross is not None
 
 
 def _px(cam: _Camera, frac: float) -> int:

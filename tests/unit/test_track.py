@@ -111,6 +111,31 @@ def test_item_not_followed_until_fully_in_view_then_closed_after_leaving():
     assert closed or any(s.closed for s in more)
 
 
+def test_decided_item_coasts_with_the_belt_until_it_leaves_and_is_not_found_again():
+    """Past the line a decided item is no longer segmented: its footprint moves with the belt,
+    claims its pixels (also when its outline wobbles a little) and is closed once it is out of view."""
+    tr = _tracker()
+    x, pos, decided_at, closed, boxes = -40.0, 0.0, None, [], []
+    for k in range(60):
+        pos += 8.0 if k else 0.0
+        grow = 2 if k % 2 else 0  # the detector's outline of the item wobbles by 2 px
+        step = tr.step(_an(k, [(x + pos - grow, 60 - grow, x + pos + 40 + grow, 90 + grow)], (8.0, 0.0) if k else None))
+        for t in step.crossed:
+            tr.mark_decided(t)
+            decided_at = k
+        if decided_at is not None and k > decided_at:
+            boxes.append((k, [v.bbox for t, v in step.seen if t.state == TrackState.DECIDED]))
+        closed += step.closed
+    assert decided_at is not None
+    assert tr.created == 1  # never found again as a new item
+    inside = [(k, b) for k, b in boxes if x + 8.0 * k < W]  # its left edge still in the picture
+    assert inside and all(len(b) == 1 for _, b in inside)
+    k0, (b0,) = inside[0]
+    for k, (b,) in inside:  # followed by the belt's motion alone: its box moves 8 px a frame
+        assert b[0] == pytest.approx(b0[0] + 8.0 * (k - k0))
+    assert [t.id for t in closed] == [1]
+
+
 def test_lost_track_reported_once():
     tr = _tracker(max_missed_frames=3)
     steps = []

@@ -92,6 +92,38 @@ def _score(videos: list[Path], decisions: list, loops: int) -> dict | None:
     return res
 
 
+def thread_cpu(seen: dict[int, tuple[str, float]]) -> None:
+    """Add each thread's CPU seconds so far to ``seen`` (tid -> (name, s)); Linux only (/proc).
+
+    Python threads go by their names (MainThread: the tracker; analysis: the detector; inference:
+    the classifier; read-camN: decoding), native ones (ONNX Runtime's pool, FFmpeg's decoder
+    threads) by their kernel names. A thread keeps the last figure read before it ended."""
+    import os
+    import threading
+
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in tasks.iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            comm = (task / "comm").read_text().strip()
+        except OSError:  # ended meanwhile
+            continue
+        tid = int(task.name)
+        name = names.get(tid) or (seen[tid][0] if tid in seen else "native:" + comm)
+        seen[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+
+
+def _by_name(seen: dict[int, tuple[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, s in seen.values():
+        out[name] = round(out.get(name, 0.0) + s, 2)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def run(argv: list[str] | None = None) -> int:
     args = _args(argv)
     from ewaste_stream.model import load_classifier
@@ -113,8 +145,14 @@ def run(argv: list[str] | None = None) -> int:
     keep = args.loops == 1  # a soak keeps no decisions (they would be the memory growth it measures)
     rss_trace: list[tuple[float, float]] = []  # (video s, RSS MB) every 10 s of video
 
+    threads: dict[int, tuple[str, float]] = {}  # CPU per thread, read every second of video
+
     def sample(frame, _decisions) -> None:  # noqa: ANN001
-        if frame.camera == summary_camera and frame.seq % max(1, int(round(10 * fps))) == 0:
+        if frame.camera != summary_camera:
+            return
+        if frame.seq % max(1, int(round(fps))) == 0:
+            thread_cpu(threads)
+        if frame.seq % max(1, int(round(10 * fps))) == 0:
             rss_trace.append((round(frame.t, 1), rss_mb()))
 
     from ewaste_stream.replay import probe
@@ -124,6 +162,7 @@ def run(argv: list[str] | None = None) -> int:
     summary = replay_files(videos, cfg, clf, on_decision=decisions.append if keep else lambda d: None,
                            loops=args.loops, on_frame=sample)
     wall = time.perf_counter() - t0
+    thread_cpu(threads)
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if args.out is not None and keep:
@@ -137,6 +176,7 @@ def run(argv: list[str] | None = None) -> int:
         "items_per_s": round(summary.decisions / wall, 2), "views": summary.views,
         "views_per_item": round(summary.views / max(1, summary.decisions), 2),
         "cpu_s": round(cpu, 2), "cpu_per_video_s": round(cpu / max(summary.video_s, 1e-9), 3),
+        "cpu_s_by_thread": _by_name(threads),
         "stage_s": summary.stage_s, "inference_s": summary.inference_s,
         "latency_stream_ms": {"p50": summary.latency_ms_p50, "p99": summary.latency_ms_p99},
         "latency_wall_ms": {"p50": summary.wall_latency_ms_p50, "p99": summary.wall_latency_ms_p99},
@@ -151,6 +191,9 @@ def run(argv: list[str] | None = None) -> int:
         print(f"wall incl. start-up {wall:.2f} s (model load {t_model:.2f} s): {result['realtime_factor']:.2f}x "
               f"real time, {result['frames_per_s']} frames/s, {result['items_per_s']} items/s; "
               f"CPU {cpu:.1f} s ({result['cpu_per_video_s']:.2f} CPU-s per video second)")
+        if result["cpu_s_by_thread"]:
+            print("CPU s by thread (read every second of video): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_s_by_thread"].items()))
         if len(rss_trace) > 1:
             print("RSS (MB) every 10 s of video: " + " ".join(f"{m:.0f}" for _, m in rss_trace))
         if result["score"]:

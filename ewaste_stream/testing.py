@@ -6,9 +6,23 @@ share one definition instead of copy-pasting it.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 from .messages import REJECT_LABEL, Decision, Frame, RejectReason, StatusEvent
+
+
+def load_tool(name: str) -> ModuleType:
+    """The module of ``tools/<name>.py`` in this source checkout (tools are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path}: not a Python file")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def make_decision(seq: int, boot_id: str = "boot-a", line: str = "line1", label: str = "Mouse",

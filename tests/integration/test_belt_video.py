@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from ewaste_stream.scoring import SCORE_KEYS
 from ewaste_stream.sim import make_belt_video
 from ewaste_stream.sim.effects import Realism
 from ewaste_stream.sim.video import VideoSpec, open_scene
+from ewaste_stream.testing import load_tool
 
-ROOT = Path(__file__).resolve().parents[2]
 COLOURS = {"Battery": (230, 40, 40), "Mouse": (40, 230, 40), "PCB": (60, 60, 240)}
 
 
@@ -36,13 +35,6 @@ def images(tmp_path_factory) -> Path:
         scene = cv2.resize(rng.integers(0, 255, (6, 6, 3)).astype(np.uint8), (150, 150))
         cv2.imwrite(str(root / cls / f"{cls.lower()}_scene.jpg"), scene)
     return root
-
-
-def tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 TINY = dict(seconds=2.0, fps=30.0, size=(320, 180), rate=6.0)
@@ -112,7 +104,7 @@ def test_items_never_overlap(images):
 
 def test_make_belt_video_writes_files_and_cli_scores_them(images, tmp_path, capsys):
     out = tmp_path / "belt"
-    rc = tool("make_belt_video").main(["--images", str(images), "--out", str(out), "--seconds", "2", "--fps", "30",
+    rc = load_tool("make_belt_video").main(["--images", str(images), "--out", str(out), "--seconds", "2", "--fps", "30",
                                        "--size", "320x180", "--rate", "6", "--cameras", "2", "--seed", "2"])
     assert rc == 0
     meta = json.loads((tmp_path / "belt.meta.json").read_text())
@@ -136,14 +128,14 @@ def test_make_belt_video_writes_files_and_cli_scores_them(images, tmp_path, caps
     log = tmp_path / "d.jsonl"
     log.write_text("\n".join(lines) + "\n")
     capsys.readouterr()
-    assert tool("score_decisions").main([str(tmp_path / "belt.gt.jsonl"), str(log), "--json"]) == 0
+    assert load_tool("score_decisions").main([str(tmp_path / "belt.gt.jsonl"), str(log), "--json"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert tuple(result) == SCORE_KEYS
     assert result["items"] == result["matched"] == result["decisions"] == len(scored)
     assert result["accuracy_all"] == 1.0 and result["seq_gaps"] == 0
     assert ":2: skipped malformed decision" in captured.err
-    assert tool("score_decisions").main([str(tmp_path / "belt.gt.jsonl"), str(log)]) == 0
+    assert load_tool("score_decisions").main([str(tmp_path / "belt.gt.jsonl"), str(log)]) == 0
     assert "per-class recall" in capsys.readouterr().out
 
 
@@ -164,7 +156,7 @@ def test_make_belt_video_bad_usage(images, tmp_path, argv, code):
     base = ["--images", str(images), "--out", str(tmp_path / "x"), "--seconds", "1", "--size", "128x96"]
     if code == 2 and argv[0] == "--size":
         with pytest.raises(SystemExit) as exc:
-            tool("make_belt_video").main(base + argv)
+            load_tool("make_belt_video").main(base + argv)
         assert exc.value.code == 2
     else:
-        assert tool("make_belt_video").main(base + argv) == code
+        assert load_tool("make_belt_video").main(base + argv) == code

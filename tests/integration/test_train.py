@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ewaste_stream.cli import main
+from ewaste_stream.testing import load_tool
 
 pytestmark = pytest.mark.slow
 CLASSES = ("Battery", "Keyboard")
@@ -104,19 +105,10 @@ def test_evaluate_reports_leak_free_figures(trained, dataset, capsys):
     assert (trained / "eval" / "eval.json").is_file() and (trained / "eval" / "misclassified.csv").is_file()
 
 
-def _tool(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[2] / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_evaluate_on_crops_cut_from_videos_keeps_same_named_videos_apart(trained, dataset, tmp_path, capsys):
     a, b = tmp_path / "a" / "belt", tmp_path / "b" / "belt"
     for prefix, seed in ((a, 1), (b, 2)):
-        assert _tool("make_belt_video").main(["--images", str(dataset / "val"), "--out", str(prefix), "--seconds",
+        assert load_tool("make_belt_video").main(["--images", str(dataset / "val"), "--out", str(prefix), "--seconds",
                                               "2", "--fps", "30", "--size", "320x180", "--rate", "4",
                                               "--seed", str(seed)]) == 0
     capsys.readouterr()
@@ -134,7 +126,7 @@ def test_evaluate_on_crops_cut_from_videos_keeps_same_named_videos_apart(trained
 
 def test_resize_model_serves_the_weights_at_another_size_recalibrated(trained, dataset, tmp_path, capsys):
     out = tmp_path / "m40"
-    assert _tool("resize_model").main([str(trained / "model"), "--input-size", "40", "--out", str(out),
+    assert load_tool("resize_model").main([str(trained / "model"), "--input-size", "40", "--out", str(out),
                                        "--data", str(dataset / "val"), "--train-dir", str(dataset / "train"),
                                        "--belt-per-photo", "1"]) == 0
     info = json.loads((out / "model.json").read_text())
@@ -147,7 +139,7 @@ def test_resize_model_serves_the_weights_at_another_size_recalibrated(trained, d
     probs = load_classifier(out, backend="onnx", device="cpu", threads=1).predict([np.zeros((50, 50, 3), np.uint8)])
     assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1.0) < 1e-5
     with pytest.raises(SystemExit):
-        _tool("resize_model").main([str(trained / "model"), "--input-size", "40", "--out", str(trained / "model"),
+        load_tool("resize_model").main([str(trained / "model"), "--input-size", "40", "--out", str(trained / "model"),
                                     "--data", str(dataset / "val")])
 
 
@@ -169,7 +161,7 @@ def test_weight_average_is_validated_selected_and_resumed(dataset, tmp_path):
 def test_average_checkpoints_writes_a_recalibrated_soup(trained, dataset, tmp_path, capsys):
     work, out = trained / "work", tmp_path / "soup"
     ckpts = [str(work / "best.pt"), str(work / "last.pt")]
-    assert _tool("average_checkpoints").main([*ckpts, "--like", str(trained / "model"), "--input-size", "40",
+    assert load_tool("average_checkpoints").main([*ckpts, "--like", str(trained / "model"), "--input-size", "40",
                                               "--out", str(out), "--data", str(dataset / "val"),
                                               "--train-dir", str(dataset / "train"), "--belt-per-photo", "1",
                                               "--weights", "3", "1"]) == 0
@@ -181,7 +173,7 @@ def test_average_checkpoints_writes_a_recalibrated_soup(trained, dataset, tmp_pa
     assert (out / "model.onnx").is_file() and (out / "eval_val.json").is_file()
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    assert _tool("average_checkpoints").main([ckpts[0], str(bad), "--like", str(trained / "model"),
+    assert load_tool("average_checkpoints").main([ckpts[0], str(bad), "--like", str(trained / "model"),
                                               "--out", str(tmp_path / "x"), "--data", str(dataset / "val")]) == 2
     assert "bad.pt" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
@@ -202,5 +194,5 @@ def test_bad_training_input_exits_2(tmp_path, argv, code):
 ])
 def test_tools_name_a_missing_folder_and_exit_2(trained, dataset, tmp_path, capsys, tool_name, argv):
     subst = {"OUT": str(tmp_path / "o"), "DATA": str(dataset / "val"), "MODEL": str(trained / "model")}
-    assert _tool(tool_name).main([subst.get(a, a) for a in argv]) == 2
+    assert load_tool(tool_name).main([subst.get(a, a) for a in argv]) == 2
     assert "/nonexistent/" in capsys.readouterr().err

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("bench_pipeline", ROOT / "tools" / "bench_pipeline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from ewaste_stream.testing import load_tool
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_thread_cpu_names_a_busy_thread_and_keeps_it_after_it_ends():
-    bench = _tool()
+    bench = load_tool("bench_pipeline")
     busy_done, release = threading.Event(), threading.Event()
 
     def spin() -> None:

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("track_failures", ROOT / "tools" / "track_failures.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from ewaste_stream.testing import load_tool
 
 
 def _item(n, t, y, bbox):
@@ -35,7 +26,7 @@ def test_failure_classes(tmp_path):
             _dec(4, 4.0, 0.5, [900, 300, 940, 310])]  # nothing there
     (tmp_path / "v.gt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gt))
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in decs))
-    rows = _tool().failures(prefix, tmp_path / "d.jsonl")
+    rows = load_tool("track_failures").failures(prefix, tmp_path / "d.jsonl")
     kinds = sorted(k for k, _ in rows)
     assert kinds == ["duplicate", "missed merged", "missed unseen", "phantom"]
     text = dict(rows)

@@ -65,7 +65,7 @@ class _PathState:
 class ViewSelector:
     """Decides which observations of a track become classifier views."""
 
-    def __init__(self, views_per_item: int, guard_frames: float = 8.0) -> None:
+    def __init__(self, views_per_item: int, guard_frames: float) -> None:
         self.views = int(views_per_item)
         self.guard_frames = float(guard_frames)  # last view this many frames of travel before the line
         self._state: dict[tuple[int, str], _PathState] = {}

@@ -37,7 +37,8 @@ from loguru import logger
 from .config import CameraSection, Config
 from .detect import working_size
 from .messages import Decision, Frame, StatusEvent
-from .videofiles import FileReader, Pacer, ReplayError, VideoInfo, merged_frames, probe, rss_mb
+from .videofiles import (FileReader, Pacer, ReplayError, VideoInfo, merged_frames, probe, put_unless_stopped,
+                         rss_mb)
 
 __all__ = ["ReplayError", "ReplaySummary", "VideoInfo", "format_summary", "probe", "replay_files", "rss_mb"]
 
@@ -65,24 +66,15 @@ def analysed(source, analyse: Callable[[Frame, Any], Any], stop: threading.Event
     the consumer stops early it sets ``stop`` so the thread (and the file readers) end too."""
     q: queue.Queue = queue.Queue(maxsize=max(1, ahead))
 
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def work() -> None:
         try:
             for frame, t_read, small in source:
-                if stop.is_set() or not put((frame, t_read, small, analyse(frame, small))):
+                if stop.is_set() or not put_unless_stopped(q, (frame, t_read, small, analyse(frame, small)), stop):
                     return
         except BaseException as exc:  # noqa: BLE001 - raised again in the consumer
-            put(_Failed(exc))
+            put_unless_stopped(q, _Failed(exc), stop)
             return
-        put(_DONE)
+        put_unless_stopped(q, _DONE, stop)
 
     thread = threading.Thread(target=work, name="analysis", daemon=True)
     thread.start()

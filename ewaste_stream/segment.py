@@ -73,12 +73,13 @@ def segment(fg: np.ndarray, priors: Sequence[Prior], slack: int, min_new_px: flo
     band), so it waits until the rest of that item is in view and can join it."""
     h, w = fg.shape
     fg = (fg > 0).view(np.uint8)
+    item = fg.view(bool)  # the same 0/1 mask, for boolean tests
     owner = np.zeros((h, w), np.uint16)
     for i in range(len(priors), 0, -1):  # the first prior that claims a pixel keeps it: paint it last
         _paint(owner, fg, priors[i - 1], i)
     for _ in range(max(0, slack)):
         grown = cv2.dilate(owner, _K3)
-        free = (owner == 0) & (fg > 0) & (grown > 0)
+        free = (owner == 0) & item & (grown > 0)
         if not free.any():
             break
         owner[free] = grown[free]
@@ -89,7 +90,7 @@ def segment(fg: np.ndarray, priors: Sequence[Prior], slack: int, min_new_px: flo
         piece = _piece(owner, i, p, slack, w, h)
         if piece is not None:
             pieces.append(piece)
-    rest = ((owner == 0) & (fg > 0)).view(np.uint8)
+    rest = ((owner == 0) & item).view(np.uint8)
     n, labels, stats, cents = cv2.connectedComponentsWithStats(rest, connectivity=4)
     small = (stats[1:, 4] < small_px).any() if near > 0 else False
     entering = _entering_groups(rest, labels, n, near, upstream) if small else None

@@ -89,7 +89,7 @@ class FileReader(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - reported to the caller
             self.error = f"{self.info.path}: cannot decode: {exc}"
         finally:
-            if not self._put(_EOF):  # stopped early: still wake a consumer waiting on an empty queue
+            if not put_unless_stopped(self.q, _EOF, self.stop):  # stopped early: still wake a consumer waiting on an empty queue
                 try:
                     self.q.put_nowait(_EOF)
                 except queue.Full:
@@ -109,20 +109,21 @@ class FileReader(threading.Thread):
                 frame = Frame(self.info.camera, self.count, t, img)
                 self.count += 1
                 small = shrink(img, *self.shrink_to) if self.shrink_to else None
-                self._put((frame, time.perf_counter(), small))
+                put_unless_stopped(self.q, (frame, time.perf_counter(), small), self.stop)
         finally:
             cap.release()
         return n
 
-    def _put(self, item: object) -> bool:
-        """Queue ``item``, waiting while the queue is full; False when stopped first."""
-        while not self.stop.is_set():
-            try:
-                self.q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+
+def put_unless_stopped(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Queue ``item``, waiting while ``q`` is full; False when ``stop`` is set first."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def merged_frames(readers: list[FileReader], on_end: Callable[[FileReader, float], None]):

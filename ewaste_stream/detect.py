@@ -21,7 +21,9 @@ colour or by being darker still; light items differ a lot. Thin seams and scratc
 px across) vanish in the downscaled, lightly blurred image the detector works on
 (``downscale``). Items are connected regions (4-connectivity, holes filled, no closing that
 could bridge the gap between two neighbours), filtered by ``min_area``/``max_area`` and
-ROI; fragments lying mostly inside another region's box are merged into it.
+ROI; fragments lying mostly inside another region's box are merged into it. Each frame's
+analysis also carries the *core* of that mask: the pixels that differ by brightness or colour,
+not by darkness alone (see ``_foreground``).
 
 :class:`BeltMotion` measures the belt's shift between consecutive frames by phase
 correlation of the belt-model residual (items and texture move with the belt; static
@@ -62,6 +64,7 @@ class FrameAnalysis:
     shift_confidence: float  # phase-correlation response 0..1
     contrast: np.ndarray | None = None  # float32 (h, w): difference from the belt in units of the threshold
     light_step: tuple[float, float, float] | None = None  # a lighting step followed in this frame (see BeltDetector)
+    core: np.ndarray | None = None  # uint8 (h, w): item pixels by brightness or colour, not by darkness alone
 
     def to_full(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         sx, sy = self.scale
@@ -114,7 +117,7 @@ class BeltDetector:
             self._init_model(small)
         light_step = self.last_light_step if self._follow_light_step(small) else None
         lum, chroma, belt_lum = self._residual(small)
-        mask, contrast = self._foreground(lum, chroma, belt_lum)
+        mask, contrast, core = self._foreground(lum, chroma, belt_lum)
         shift, conf = self.motion.update(lum)
         self._learn(small, lum, chroma, mask, moving=shift is not None and abs(shift[0]) + abs(shift[1]) >= _MOVING)
         self.frames += 1
@@ -122,7 +125,7 @@ class BeltDetector:
             shift = (shift[0] * self.sx * 2, shift[1] * self.sy * 2)  # motion works at half the small size
         return FrameAnalysis(camera=self.camera, frame_seq=frame.seq, t=frame.t, mask=fill_holes(mask),
                              scale=(self.sx, self.sy), shift=shift, shift_confidence=conf, contrast=contrast,
-                             light_step=light_step)
+                             light_step=light_step, core=core)
 
     def detect(self, frame: Frame) -> list[Detection]:
         """Items of one frame on their own (no tracking): connected regions, fragments merged."""
@@ -201,9 +204,13 @@ class BeltDetector:
             self.sigma_l[odd] = np.median(self.sigma_l[~odd])
             self.sigma_c[odd] = np.median(self.sigma_c[~odd])
 
-    def _foreground(self, lum: np.ndarray, chroma: np.ndarray, belt_lum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _foreground(self, lum: np.ndarray, chroma: np.ndarray, belt_lum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Item pixels: brighter than the belt, another colour, or darker than any shadow can
-        make the belt; plus darker regions too wide to be a shadow's rim.
+        make the belt; plus darker regions too wide to be a shadow's rim. Also returns the
+        contrast and the *core*: item pixels by brightness or colour alone. Where two items'
+        shadows overlap in the gap between them, the belt is darker than one shadow makes it,
+        so darkness alone can join neighbours; the tracker cuts a new region along its cores
+        (:func:`segment.split_by_core`).
 
         A shadow only dims the belt (to no less than ``shadow_ratio`` of it), keeps its
         colour, and shows as a band no wider than ``shadow_width`` beside its item; an opening
@@ -213,18 +220,21 @@ class BeltDetector:
         thr_l = np.maximum(np.float32(self.cfg.threshold), k * self.sigma_l)
         thr_c = np.maximum(np.float32(self.cfg.chroma_threshold), k * self.sigma_c)
         dark_l = np.maximum(thr_l, np.float32(1.0 - self.cfg.shadow_ratio) * belt_lum)
-        strong = ((lum > thr_l) | (lum < -dark_l) | (chroma > thr_c)).astype(np.uint8)
+        strong = ((lum > thr_l) | (chroma > thr_c)).astype(np.uint8)
         if self.cfg.solid_chroma_threshold is not None:  # faint tint over solid patches: a dark item's body
             thr_s = np.maximum(np.float32(self.cfg.solid_chroma_threshold), k * self.sigma_c)
             strong |= cv2.morphologyEx((chroma > thr_s).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL3)
+        core = strong.copy()
+        strong |= (lum < -dark_l).view(np.uint8)
         dim = (lum < -thr_l).astype(np.uint8)
         mask = strong | cv2.morphologyEx(dim, cv2.MORPH_OPEN, self._shadow_kernel)
         if self.cfg.bridge_width > 0:  # dark bands inside an item (between its brighter parts)
             mask |= dim & cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._bridge_kernel)
         if self._roi_mask is not None:
             mask &= self._roi_mask
+            core &= self._roi_mask
         contrast = cv2.max(cv2.absdiff(lum, 0.0) / thr_l, chroma / thr_c)
-        return mask, contrast
+        return mask, contrast, core
 
     def _learn(self, small: np.ndarray, lum: np.ndarray, chroma: np.ndarray, mask: np.ndarray, moving: bool) -> None:
         assert self.mean is not None

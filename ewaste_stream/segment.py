@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Sequence
 import cv2
 import numpy as np
 
+from .detect import fill_holes
+
 if TYPE_CHECKING:  # pragma: no cover
     from .track import CameraView
 
@@ -122,13 +124,58 @@ def _entering_groups(rest: np.ndarray, labels: np.ndarray, n: int, near: int, up
     return out
 
 
-def split_piece(piece: Piece, neck_ratio: float, min_radius: float) -> list[Piece]:
-    """A new piece that is several touching items -> one piece per item."""
+def split_piece(piece: Piece, neck_ratio: float, min_radius: float, min_rect_gain: float | None = None) -> list[Piece]:
+    """A new piece that is several touching items -> one piece per item (cut at its necks,
+    :func:`split_touching`). With ``min_rect_gain``, the cut is kept only if its parts are
+    at most that much *less* box-like than the piece (:func:`rect_gain`): one item cut
+    across its middle (a dark band through it) gives two parts that fill their rectangles
+    worse than the item did, two items cut apart give parts that fill them better."""
     parts = split_touching(piece.mask, neck_ratio, min_radius)
     if len(parts) == 1:
         return [piece]
-    out = [piece_from_mask(None, part, piece.x0, piece.y0) for part in parts]
-    return [p for p in out if p is not None]
+    out = [p for p in (piece_from_mask(None, part, piece.x0, piece.y0) for part in parts) if p is not None]
+    if min_rect_gain is not None and len(out) > 1 and rect_gain(piece, out) < min_rect_gain:
+        return [piece]
+    return out
+
+
+def split_by_core(piece: Piece, core: np.ndarray, min_px: float, min_radius: float, min_rect_gain: float) -> list[Piece]:
+    """A new piece that is two or more items joined by a dark band -> one piece per item.
+
+    ``core`` (uint8, the frame's size): the item pixels that differ from the belt by
+    brightness or colour, not by darkness alone. Two neighbours a few px apart can join
+    through the gap between them, where both their shadows fall and the belt is darker than
+    one shadow makes it. Their cores are apart: when the piece holds two or more cores (holes
+    filled) of at least ``min_px`` px and ``min_radius`` thick, it is cut into one part per
+    core (each grown over the piece's pixels nearest it), if the parts are at least
+    ``min_rect_gain`` *more* box-like than the piece (:func:`rect_gain`). A single item with
+    bright parts apart (a label, a screen in a dark frame) does not gain: it stays whole."""
+    x0, y0, x1, y1 = piece.box
+    cores = fill_holes(cv2.bitwise_and(core[y0:y1, x0:x1], piece.mask))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cores, connectivity=8)
+    seeds = [sd for sd in (labels == j for j in range(1, n) if stats[j, 4] >= min_px)
+             if inscribed_radius(sd) >= min_radius]
+    if len(seeds) < 2:
+        return [piece]
+    out = [p for p in (piece_from_mask(None, part, x0, y0) for part in _grow(piece.mask, seeds)) if p is not None]
+    if len(out) < 2 or rect_gain(piece, out) < min_rect_gain:
+        return [piece]
+    return out
+
+
+def rect_fill(mask: np.ndarray) -> float:
+    """How box-like a mask is: its area over that of its minimum-area rectangle (at any
+    angle). 1 for a box, 0.79 for a disc, less for two items side by side."""
+    pts = cv2.findNonZero(mask)
+    if pts is None:
+        return 0.0
+    _, (w, h), _ = cv2.minAreaRect(pts)
+    return cv2.countNonZero(mask) / max((w + 1.0) * (h + 1.0), 1.0)
+
+
+def rect_gain(whole: Piece, parts: Sequence[Piece]) -> float:
+    """How much more box-like the least box-like of ``parts`` is than ``whole`` (may be < 0)."""
+    return min(rect_fill(p.mask) for p in parts) - rect_fill(whole.mask)
 
 
 def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: float,

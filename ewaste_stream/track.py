@@ -9,7 +9,9 @@ neighbours a few px apart apart and an item with dark parts in one piece.
 
 New items: a region still touching the picture's upstream edge is only part of an item,
 so it becomes a track once it is all in view (a small region beside it waits with it:
-``entering_near``/``entering_small``); then it is cut at narrow necks, small fragments
+``entering_near``/``entering_small``); then it is cut at narrow necks (unless that makes its
+parts less box-like: ``split_min_rect_gain``) and along separate bright or coloured cores
+(when that makes them more box-like: ``core_split_rect_gain``), small fragments
 right next to a compact item join it, and regions thinner than any item or that barely
 differ from the belt (its summed contrast too low: ``min_contrast_area``) are ignored.
 
@@ -46,7 +48,7 @@ from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
 from .segment import (EMPTY, Piece, Prior, absorb_inside, inscribed_radius, join_fragments, mean_contrast,
-                      merge_footprint, move_footprint, segment, split_piece)
+                      merge_footprint, move_footprint, segment, split_by_core, split_piece)
 
 INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
 FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item
@@ -217,7 +219,9 @@ class Tracker:
         tracked = [p for p in pieces if p.key is not None]
         radius = self.cfg.split_min_radius * cam.height / cam.scale[1]
         new = [q for p in pieces if p.key is None and not p.entering
-               for q in split_piece(p, self.cfg.split_neck_ratio, radius)]
+               for q in split_piece(p, self.cfg.split_neck_ratio, radius, self.cfg.split_min_rect_gain)]
+        if an.core is not None and self.cfg.core_split_rect_gain is not None:
+            new = [q for p in new for q in split_by_core(p, an.core, min_area / px, radius, self.cfg.core_split_rect_gain)]
         new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small)
         tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new)  # type: ignore[arg-type]
         for piece in tracked:

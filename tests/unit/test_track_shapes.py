@@ -1,0 +1,143 @@
+"""Shape rules of the tracker's cuts: how box-like the parts are (rect_fill), cutting a region
+along its bright/coloured cores, and vetoing neck cuts that halve one item (synthetic masks)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ewaste_stream.detect import FrameAnalysis
+from ewaste_stream.segment import piece_from_mask, rect_fill, split_by_core, split_piece
+
+from test_track import FPS, H, W, _tracker
+
+
+def _poly(points, shape=(90, 140)) -> np.ndarray:
+    m = np.zeros(shape, np.uint8)
+    cv2.fillPoly(m, [np.array(points, np.int32)], 1)
+    return m
+
+
+def _rotated_box(cx, cy, w, h, angle, shape=(90, 140)) -> np.ndarray:
+    return _poly(cv2.boxPoints(((cx, cy), (w, h), angle)), shape)
+
+
+@pytest.mark.parametrize("angle", [0.0, 17.0, 45.0, 71.0])
+def test_rect_fill_of_a_box_at_any_angle_is_near_one(angle):
+    assert rect_fill(_rotated_box(70, 45, 60, 30, angle)) > 0.9
+
+
+def test_rect_fill_of_a_disc_and_of_two_boxes_side_by_side():
+    disc = np.zeros((90, 140), np.uint8)
+    cv2.circle(disc, (70, 45), 30, 1, -1)
+    assert rect_fill(disc) == pytest.approx(np.pi / 4, abs=0.05)
+    two = _rotated_box(40, 45, 40, 30, 20) | _rotated_box(95, 35, 40, 30, -35)
+    assert rect_fill(two) < 0.75
+    assert rect_fill(np.zeros((5, 5), np.uint8)) == 0.0
+
+
+def _piece(mask):
+    p = piece_from_mask(None, mask, 0, 0)
+    assert p is not None
+    return p
+
+
+def _diagonal_halves() -> np.ndarray:
+    """One square item that a dark band along its diagonal almost cuts in two triangles (a
+    narrow bridge in the middle is left): split_touching cuts it at that neck."""
+    m = np.zeros((90, 140), np.uint8)
+    m[15:75, 40:100] = 1
+    band = np.zeros_like(m)
+    cv2.line(band, (40, 15), (99, 74), 1, 7)
+    band[40:50, 65:75] = 0  # the bridge
+    return m & (1 - band)
+
+
+def _boxes_with_a_bridge() -> np.ndarray:
+    """Two boxes side by side, joined by a thin bridge: two items."""
+    m = np.zeros((90, 140), np.uint8)
+    m[20:70, 10:60] = 1
+    m[25:65, 66:116] = 1
+    m[42:47, 60:66] = 1
+    return m
+
+
+@pytest.mark.parametrize("make,gain,parts", [
+    (_diagonal_halves, None, 2),  # no veto: the neck cut halves the item
+    (_diagonal_halves, -0.1, 1),  # the halves are triangles, much less box-like: not cut
+    (_boxes_with_a_bridge, None, 2),
+    (_boxes_with_a_bridge, -0.1, 2),  # the parts are boxes, more box-like than the pair: cut
+])
+def test_split_piece_keeps_a_neck_cut_only_if_the_parts_are_no_less_box_like(make, gain, parts):
+    m = make()
+    out = split_piece(_piece(m), neck_ratio=0.6, min_radius=2.5, min_rect_gain=gain)
+    assert len(out) == parts
+    assert sum(p.area for p in out) == int(m.sum())
+
+
+def _two_items_joined_by_a_dark_band():
+    """Two boxes 6 px apart; the gap between them is darker than any one shadow (both their
+    shadows fall there), so the mask joins them there; the core (brightness/colour) does not."""
+    core = np.zeros((90, 140), np.uint8)
+    core[20:70, 10:60] = 1
+    core[30:60, 66:120] = 1
+    mask = core.copy()
+    mask[30:60, 60:66] = 1  # the dark gap: as wide as the smaller item, no neck to cut at
+    return mask, core
+
+
+def test_split_by_core_cuts_neighbours_joined_by_a_dark_gap():
+    mask, core = _two_items_joined_by_a_dark_band()
+    assert len(split_piece(_piece(mask), 0.6, 2.5, -0.1)) == 1  # no neck: the old cut keeps them together
+    out = split_by_core(_piece(mask), core, min_px=100, min_radius=2.5, min_rect_gain=0.02)
+    assert len(out) == 2
+    assert sum(p.area for p in out) == int(mask.sum())
+    left, right = sorted(out, key=lambda p: p.box[0])
+    assert left.box[2] <= 64 and right.box[0] >= 62  # cut in the gap
+    # a piece seen at an offset in the frame uses the core at that place
+    big = np.zeros((120, 200), np.uint8)
+    big[15:105, 30:170] = core
+    assert len(split_by_core(piece_from_mask(None, mask, 30, 15), big, 100, 2.5, 0.02)) == 2
+
+
+@pytest.mark.parametrize("labels,parts", [
+    ([(15, 30, 27, 42), (50, 30, 62, 42)], 1),  # two bright labels on a dark box: one item, its halves gain nothing
+    ([(15, 30, 27, 42)], 1),  # one core
+    ([(15, 30, 27, 42), (50, 30, 53, 33)], 1),  # the second core is too small to be an item
+])
+def test_split_by_core_leaves_one_item_with_bright_parts_whole(labels, parts):
+    mask = np.zeros((90, 140), np.uint8)
+    mask[20:55, 10:70] = 1  # a dark box
+    core = np.zeros_like(mask)
+    for x0, y0, x1, y1 in labels:
+        core[y0:y1, x0:x1] = 1
+    out = split_by_core(_piece(mask), core, min_px=60, min_radius=2.5, min_rect_gain=0.02)
+    assert len(out) == parts
+
+
+def _run_with_core(core_on: bool, gain: float | None = 0.02):
+    """The two items of _two_items_joined_by_a_dark_band come in over the left edge together."""
+    mask0, core0 = _two_items_joined_by_a_dark_band()
+    tr = _tracker(core_split_rect_gain=gain)
+    seen, crossed = set(), 0
+    for k in range(48):
+        dx = -130 + 8 * k
+        m, c = np.zeros((H, W), np.uint8), np.zeros((H, W), np.uint8)
+        xs = slice(max(0, dx), min(W, dx + 140))
+        src = slice(xs.start - dx, xs.stop - dx)
+        if xs.stop > xs.start:
+            m[40:130, xs] = mask0[:, src]
+            c[40:130, xs] = core0[:, src]
+        an = FrameAnalysis("cam0", k, k / FPS, m, (1.0, 1.0), (8.0, 0.0) if k else None, 0.9 if k else 0.0,
+                           core=c if core_on else None)
+        st = tr.step(an)
+        seen |= {t.id for t, _ in st.seen}
+        crossed += len(st.crossed)
+    return len(seen), crossed
+
+
+def test_tracker_follows_neighbours_joined_by_a_dark_gap_as_two_items():
+    assert _run_with_core(True) == (2, 2)
+    assert _run_with_core(False) == (1, 1)  # without the core: one region, one item
+    assert _run_with_core(True, gain=None) == (1, 1)  # rule off

@@ -150,6 +150,8 @@ def split_by_core(piece: Piece, core: np.ndarray, min_px: float, min_radius: flo
     core (each grown over the piece's pixels nearest it), if the parts are at least
     ``min_rect_gain`` *more* box-like than the piece (:func:`rect_gain`). A single item with
     bright parts apart (a label, a screen in a dark frame) does not gain: it stays whole."""
+    if piece.area < 2 * min_px:
+        return [piece]  # too small to hold two cores
     x0, y0, x1, y1 = piece.box
     cores = fill_holes(cv2.bitwise_and(core[y0:y1, x0:x1], piece.mask))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(cores, connectivity=8)

@@ -29,10 +29,10 @@ Pieces of one item (tracked or new) that lie inside a bigger piece's outline joi
 (:func:`segment.absorb_inside`): a dark item's fragment that was followed before the rest
 of the item came into view no longer becomes a second decision.
 
-Known limits (simulated 1280x720, 60 fps, ~35 items/s, five 20 s videos): ~3 % missed (dark
-items on the dark belt never seen, neighbours 10 px apart are 2.5 px at 1/4 scale and touch)
-and ~3 % duplicates (cut-outs of several separate parts, dark items that break up): the
-1/4-scale mask alone cannot tell parts from neighbours.
+Known limits (simulated 1280x720, 60 fps, ~35 items/s, seven 20 s videos): ~2.7 % missed (dark
+items on the dark belt never seen; neighbours 10 px apart that blur, shadows or a bright part
+join at 1/4 scale) and ~1.7 % duplicates (cut-outs of several separate parts, dark items that
+break up): the mask alone cannot tell every part from a neighbour.
 """
 
 from __future__ import annotations

@@ -132,6 +132,9 @@ class TrackerSection(_Section):
     # its parts are this much more box-like (neighbours joined by a dark gap where their shadows overlap); None: off
     entering_near: float = Field(0.011, ge=0, le=0.1)  # a small new piece this close (x frame height) to an item still
     entering_small: float = Field(4.0, ge=0)  # coming in (smaller than this x the min item area) waits to join it; 0 = off
+    fragment_join_near: float = Field(0.022, ge=0, le=0.1)  # a small new piece this close (x frame height) to an item
+    fragment_join_max_rect_loss: float = Field(0.08, ge=0, le=1)  # ... joins it if together they fill their rectangle at
+    # most this much worse than the item alone (it completes the item's box); fragment_join_near 0 = off
 
 
 class BatchingSection(_Section):

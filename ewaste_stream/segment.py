@@ -181,7 +181,8 @@ def rect_gain(whole: Piece, parts: Sequence[Piece]) -> float:
 
 
 def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: float,
-                   min_radius: float, small: tuple[float, int] = (0.0, 0)) -> tuple[list[Piece], dict[int, Piece]]:
+                   min_radius: float, small: tuple[float, int] = (0.0, 0),
+                   box_join: tuple[int, float] | None = None) -> tuple[list[Piece], dict[int, Piece]]:
     """Join new pieces that are fragments of an item next to them (an item with dark parts
     shows as several pieces; new items come in over the upstream edge, not beside others).
 
@@ -190,6 +191,11 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
     tracked one first, else a bigger new one) when the two together, gaps closed, are one
     compact item (no narrow neck, see :func:`split_touching`); two items side by side have a
     neck between them and stay apart.
+    ``box_join`` = (reach px, max loss): a small new piece (under ``small[0]`` px) within that
+    reach of a bigger piece (tracked or new) also joins it when the two together are compact
+    and fill their rectangle at most ``max loss`` worse than the bigger piece alone
+    (:func:`rect_fill`): it completes that item's box (a part of a dark item split off by a
+    dark band), where a neighbour lying at another angle would not.
     Returns the new pieces left and ``{track key: grown piece}`` for tracked pieces that
     took fragments."""
     grown: dict[int, Piece] = {}
@@ -205,6 +211,9 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
             g = max(gap, small[1]) if frag.area < small[0] else gap
             target = next((c for c in cands if _near(frag, c[2], g)
                            and _compact(frag, c[2], g, neck_ratio, min_radius)), None)
+        if target is None and box_join is not None and frag.area < small[0]:
+            target = next((c for c in cands if c[2].area > frag.area and _completes_box(frag, c[2], box_join, neck_ratio,
+                                                                                     min_radius)), None)
         if target is None:
             out.append(frag)
         elif target[0] == "t":
@@ -213,6 +222,12 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
             left[target[1]] = _union(target[2], frag, None)
             left.sort(key=lambda p: p.area)
     return out, grown
+
+
+def _completes_box(frag: Piece, item: Piece, box_join: tuple[int, float], neck_ratio: float, min_radius: float) -> bool:
+    reach, max_loss = box_join
+    return (_near(frag, item, reach) and _compact(frag, item, reach, neck_ratio, min_radius)
+            and rect_fill(_union(frag, item, None).mask) >= rect_fill(item.mask) - max_loss)
 
 
 def absorb_inside(pieces: list[Piece], share: float, locked: set[int]) -> tuple[list[Piece], list[tuple[int, int]]]:

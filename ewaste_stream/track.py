@@ -12,7 +12,8 @@ so it becomes a track once it is all in view (a small region beside it waits wit
 ``entering_near``/``entering_small``); then it is cut at narrow necks (unless that makes its
 parts less box-like: ``split_min_rect_gain``) and along separate bright or coloured cores
 (when that makes them more box-like: ``core_split_rect_gain``), small fragments
-right next to a compact item join it, and regions thinner than any item or that barely
+right next to a compact item join it (or a little further off, when they complete its box:
+``fragment_join_near``), and regions thinner than any item or that barely
 differ from the belt (its summed contrast too low: ``min_contrast_area``) are ignored.
 
 Tracks live in belt coordinates (``u`` along travel, ``v`` across; :mod:`geometry`), so a
@@ -222,7 +223,10 @@ class Tracker:
                for q in split_piece(p, self.cfg.split_neck_ratio, radius, self.cfg.split_min_rect_gain)]
         if an.core is not None and self.cfg.core_split_rect_gain is not None:
             new = [q for p in new for q in split_by_core(p, an.core, min_area / px, radius, self.cfg.core_split_rect_gain)]
-        new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small)
+        box_join = ((_px(cam, self.cfg.fragment_join_near), self.cfg.fragment_join_max_rect_loss)
+                    if self.cfg.fragment_join_near > 0 else None)
+        new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small,
+                                    box_join)
         tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new)  # type: ignore[arg-type]
         for piece in tracked:
             if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen

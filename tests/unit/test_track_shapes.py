@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ewaste_stream.detect import FrameAnalysis
-from ewaste_stream.segment import piece_from_mask, rect_fill, split_by_core, split_piece
+from ewaste_stream.segment import join_fragments, piece_from_mask, rect_fill, split_by_core, split_piece
 
 from test_track import FPS, H, W, _tracker
 
@@ -141,3 +141,32 @@ def test_tracker_follows_neighbours_joined_by_a_dark_gap_as_two_items():
     assert _run_with_core(True) == (2, 2)
     assert _run_with_core(False) == (1, 1)  # without the core: one region, one item
     assert _run_with_core(True, gain=None) == (1, 1)  # rule off
+
+
+def _box_piece(points, key=None):
+    m = _poly(points, (120, 160))
+    x, y, w, h = cv2.boundingRect(m)
+    return piece_from_mask(key, m[y:y + h, x:x + w].copy(), x, y)
+
+
+@pytest.mark.parametrize("frag,tracked,box_join,joined", [
+    # the rest of the item's box, 4 px off its end (a dark band between): completes the box
+    ([(84, 40), (98, 40), (98, 70), (84, 70)], False, (4, 0.08), True),
+    ([(84, 40), (98, 40), (98, 70), (84, 70)], True, (4, 0.08), True),  # joins a tracked item too
+    ([(84, 40), (98, 40), (98, 70), (84, 70)], False, None, False),  # rule off
+    ([(84, 40), (98, 40), (98, 70), (84, 70)], False, (3, 0.08), False),  # beyond the reach
+    # a small neighbour at another angle, as close: the pair fills its rectangle worse: apart
+    ([(91, 38), (101, 48), (91, 58), (81, 48)], False, (4, 0.08), False),
+    # a small neighbour beside the box's long side, sticking out: apart
+    ([(40, 74), (52, 74), (52, 96), (40, 96)], False, (4, 0.08), False),
+])
+def test_small_fragment_that_completes_a_box_joins_it(frag, tracked, box_join, joined):
+    body = _box_piece([(20, 40), (80, 40), (80, 70), (20, 70)], key=7 if tracked else None)
+    piece = _box_piece(frag)
+    new, others = ([piece], [body]) if tracked else ([body, piece], [])
+    out, grown = join_fragments(new, others, gap=0, neck_ratio=0.6, min_radius=2.5, small=(500.0, 2), box_join=box_join)
+    if tracked:
+        assert (7 in grown and not out) is joined
+    else:
+        assert (len(out) == 1) is joined
+        assert sum(p.area for p in out) == body.area + piece.area

@@ -77,6 +77,22 @@ def test_roi_limits_detection():
     res = _run(belt, items, 3, DetectorSection(roi=(0.0, 0.0, 1.0, 0.5)))
     dets = res[-1][1]
     assert len(dets) == 1 and dets[0].centroid[1] < 180
+    core = res[-1][0].core
+    assert core is not None
+    half = core.shape[0] // 2
+    assert core[:half].any() and not core[half:].any()  # the core keeps to the ROI too
+
+
+@pytest.mark.parametrize("kind,core_share", [("light", (0.95, 1.0)), ("banded", (0.5, 0.95)), ("dark", (0.0, 0.0))])
+def test_core_is_the_part_of_the_mask_that_differs_by_more_than_darkness(kind, core_share):
+    """FrameAnalysis.core: item pixels by brightness or colour. A dark item of the belt's own colour
+    is in the mask but has no core (the tracker cuts neighbours along cores: test_track_shapes)."""
+    belt = SynthBelt(W, H, seed=5, speed=lambda k: 6.0)
+    an = _run(belt, [SynthItem(1, cx=200.0, cy=90.0, w=80, h=60, kind=kind)], 8)[-1][0]
+    assert an.core is not None and an.mask.sum() > 1000
+    assert not ((an.core > 0) & (an.mask == 0)).any()  # never outside the mask
+    share = an.core.sum() / an.mask.sum()
+    assert core_share[0] <= share <= core_share[1]
 
 
 def _belt_chroma_bias(an_det: BeltDetector, clean: BeltDetector, rows: slice) -> float:

@@ -220,14 +220,12 @@ class BeltDetector:
         thr_l = np.maximum(np.float32(self.cfg.threshold), k * self.sigma_l)
         thr_c = np.maximum(np.float32(self.cfg.chroma_threshold), k * self.sigma_c)
         dark_l = np.maximum(thr_l, np.float32(1.0 - self.cfg.shadow_ratio) * belt_lum)
-        strong = ((lum > thr_l) | (chroma > thr_c)).astype(np.uint8)
+        core = ((lum > thr_l) | (chroma > thr_c)).astype(np.uint8)
         if self.cfg.solid_chroma_threshold is not None:  # faint tint over solid patches: a dark item's body
             thr_s = np.maximum(np.float32(self.cfg.solid_chroma_threshold), k * self.sigma_c)
-            strong |= cv2.morphologyEx((chroma > thr_s).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL3)
-        core = strong.copy()
-        strong |= (lum < -dark_l).view(np.uint8)
+            core |= cv2.morphologyEx((chroma > thr_s).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL3)
         dim = (lum < -thr_l).astype(np.uint8)
-        mask = strong | cv2.morphologyEx(dim, cv2.MORPH_OPEN, self._shadow_kernel)
+        mask = core | (lum < -dark_l).view(np.uint8) | cv2.morphologyEx(dim, cv2.MORPH_OPEN, self._shadow_kernel)
         if self.cfg.bridge_width > 0:  # dark bands inside an item (between its brighter parts)
             mask |= dim & cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._bridge_kernel)
         if self._roi_mask is not None:

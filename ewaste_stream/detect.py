@@ -341,6 +341,8 @@ class BeltMotion:
         self.prev_full: np.ndarray | None = None
         self.window: np.ndarray | None = None
         self.last = (0.0, 0.0)  # the last shift measured (half-size px)
+        self._spec: np.ndarray | None = None  # the last frame's spectrum ...
+        self._spec_of: np.ndarray | None = None  # ... and that frame
 
     def update(self, lum: np.ndarray) -> tuple[tuple[float, float] | None, float]:
         """Shift (dx, dy) in px of the image *half the size of* ``lum``, and the response."""
@@ -368,11 +370,13 @@ class BeltMotion:
         makes a second peak at zero shift, which may be the higher: then the peak nearest the
         last motion is kept when it is at least STATIC_PEAK of the zero one."""
         assert self.window is not None
-        fa = np.fft.rfft2(a * self.window)
-        fb = np.fft.rfft2(b * self.window)
-        cross = fb * np.conj(fa)
-        cross /= np.maximum(np.abs(cross), 1e-9)
-        r = np.fft.irfft2(cross, s=a.shape)
+        fa = self._spec if self._spec is not None and self._spec_of is a else _spectrum(a, self.window)
+        fb = self._spec = _spectrum(b, self.window)
+        self._spec_of = b
+        cross = cv2.mulSpectrums(fb, fa, 0, conjB=True)
+        mag = cv2.magnitude(cross[..., 0], cross[..., 1])
+        cross /= np.maximum(mag, np.float32(1e-9))[..., None]
+        r = cv2.idft(cross, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
         if not np.isfinite(r).all():
             return None
         h, w = r.shape
@@ -400,6 +404,10 @@ class BeltMotion:
             return (float(sx), float(sy)), top
         offs = np.array([-1.0, 0.0, 1.0])
         return (sx + float((patch.sum(axis=0) * offs).sum()) / mass, sy + float((patch.sum(axis=1) * offs).sum()) / mass), top
+
+
+def _spectrum(img: np.ndarray, window: np.ndarray) -> np.ndarray:
+    return cv2.dft(cv2.multiply(img, window), flags=cv2.DFT_COMPLEX_OUTPUT)
 
 
 def _sq_diff(a: np.ndarray, b: np.ndarray, kx: int, ky: int) -> float:

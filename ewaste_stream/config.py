@@ -124,6 +124,8 @@ class TrackerSection(_Section):
     min_shift_confidence: float = Field(0.02, ge=0, le=1)  # weaker belt-motion measurements: keep the last
     min_contrast: float = Field(1.6, ge=0)  # a new item differs from the belt by this x the threshold on average
     min_contrast_area: float = Field(3.0, ge=1)  # ... unless its size (x min item area) x contrast reaches this x min_contrast
+    isolated_min_contrast: float | None = Field(1.4, ge=0)  # ... or this, with no other region within isolated_gap
+    isolated_gap: float = Field(0.028, ge=0, le=0.1)  # x frame height
     join_gap: float = Field(0.0, ge=0, le=0.1)  # a new fragment this close (x frame height) to a compact item joins it
     split_neck_ratio: float = Field(0.6, gt=0, le=1)  # a new region is cut where it narrows below this x item size
     split_min_radius: float = Field(0.014, gt=0, le=0.5)  # ... into parts this thick (x frame height); thinner: no item

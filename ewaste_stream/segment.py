@@ -410,6 +410,29 @@ def mean_contrast(contrast: np.ndarray, piece: Piece) -> float:
     return float(sub[piece.mask > 0].mean()) if sub.size else 0.0
 
 
+def occupancy(shape: tuple[int, int], pieces: Sequence[Piece]) -> np.ndarray:
+    """uint8 image of the frame (``shape``), 1 on the pixels of any of ``pieces``."""
+    occ = np.zeros(shape, np.uint8)
+    for p in pieces:
+        h, w = p.mask.shape
+        sub = occ[p.y0:p.y0 + h, p.x0:p.x0 + w]
+        np.bitwise_or(sub, p.mask[:sub.shape[0], :sub.shape[1]], out=sub)
+    return occ
+
+
+def alone(piece: Piece, occ: np.ndarray, gap: int) -> bool:
+    """No pixel of ``occ`` (see :func:`occupancy`; it may include ``piece``) within ``gap`` px
+    of ``piece``, other than the piece's own."""
+    h, w = piece.mask.shape
+    y0, x0 = max(0, piece.y0 - gap), max(0, piece.x0 - gap)
+    y1, x1 = min(occ.shape[0], piece.y0 + h + gap), min(occ.shape[1], piece.x0 + w + gap)
+    own = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    py, px = piece.y0 - y0, piece.x0 - x0
+    own[py:py + h, px:px + w] = piece.mask[:own.shape[0] - py, :own.shape[1] - px]
+    ring = cv2.dilate(own, np.ones((2 * gap + 1, 2 * gap + 1), np.uint8)) & (own == 0)
+    return not np.any(occ[y0:y1, x0:x1][ring > 0])
+
+
 def inscribed_radius(mask: np.ndarray) -> float:
     """Largest distance (px) from a set pixel of ``mask`` to the background: half its thickness."""
     padded = cv2.copyMakeBorder((mask > 0).astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)

@@ -14,7 +14,8 @@ parts less box-like: ``split_min_rect_gain``) and along separate bright or colou
 (when that makes them more box-like: ``core_split_rect_gain``), small fragments
 right next to a compact item join it (or a little further off, when they complete its box:
 ``fragment_join_near``), and regions thinner than any item or that barely
-differ from the belt (its summed contrast too low: ``min_contrast_area``) are ignored.
+differ from the belt (its summed contrast too low: ``min_contrast_area``) are ignored, unless
+such a faint region lies alone on the belt (``isolated_min_contrast``, ``isolated_gap``).
 
 Tracks live in belt coordinates (``u`` along travel, ``v`` across; :mod:`geometry`), so a
 second camera's view of an item joins the same track: a new piece in one camera is matched
@@ -49,8 +50,8 @@ from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
-from .segment import (EMPTY, Piece, Prior, absorb_inside, inscribed_radius, join_fragments, mean_contrast,
-                      merge_footprint, move_footprint, segment, split_by_core, split_piece)
+from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, inscribed_radius, join_fragments, mean_contrast,
+                      merge_footprint, move_footprint, occupancy, segment, split_by_core, split_piece)
 
 INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
 FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item
@@ -233,11 +234,20 @@ class Tracker:
             if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
                 tr = self.tracks[piece.key]  # type: ignore[index]
                 seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
+        occupied = None
         for piece in new:
             if not (min_area <= piece.area * px <= self.det_cfg.max_area):
                 continue  # a fragment, or not an item
-            if an.contrast is not None and self._faint(mean_contrast(an.contrast, piece), piece.area * px / min_area):
-                continue  # barely off the belt all over: a bright or dark patch of the belt
+            if an.contrast is not None:
+                contrast = mean_contrast(an.contrast, piece)
+                if self._faint(contrast, piece.area * px / min_area):
+                    iso = self.cfg.isolated_min_contrast
+                    if iso is None or contrast < iso:
+                        continue  # barely off the belt all over: a bright or dark patch of the belt
+                    if occupied is None:
+                        occupied = occupancy(an.mask.shape, tracked + new)
+                    if not alone(piece, occupied, max(1, _px(cam, self.cfg.isolated_gap))):
+                        continue  # ... or a dark part of the item beside it
             if inscribed_radius(piece.mask) < radius:
                 continue  # a thin streak (a shadow's rim, a blurred edge), thinner than any item
             tr = self._associate(an, cam, piece, {t.id for t, _ in seen})

@@ -170,3 +170,51 @@ def test_small_fragment_that_completes_a_box_joins_it(frag, tracked, box_join, j
     else:
         assert (len(out) == 1) is joined
         assert sum(p.area for p in out) == body.area + piece.area
+
+
+def _run_faint(faint_contrast: float, gap: int, iso: float | None = 1.4) -> set[int]:
+    """A bright item (contrast 3) and, ``gap`` px above it, a faint one (``faint_contrast`` x the
+    threshold, both 40 x 30 px, twice the min item area) ride the belt at 8 px a frame. Returns
+    the rows (y centres) of the tracks that crossed the line."""
+    from ewaste_stream.config import DetectorSection, TrackerSection
+    from ewaste_stream.geometry import BeltMap
+    from ewaste_stream.track import Tracker
+    from test_track import LINE
+
+    det = DetectorSection(min_area=600, min_area_frac=0.0)
+    tr = Tracker(TrackerSection(isolated_min_contrast=iso), {"cam0": BeltMap.identity()}, line_u=LINE, detector=det)
+    rows = set()
+    for k in range(45):
+        x = 4.0 + 8.0 * k
+        mask = np.zeros((H, W), np.uint8)
+        contrast = np.zeros((H, W), np.float32)
+        for y0, c in ((100, 3.0), (100 - gap - 30, faint_contrast)):
+            x0, x1 = int(max(0, x)), int(min(W, x + 40))
+            if x1 > x0:
+                mask[y0:y0 + 30, x0:x1] = 1
+                contrast[y0:y0 + 30, x0:x1] = c
+        an = FrameAnalysis("cam0", k, k / FPS, mask, (1.0, 1.0), (8.0, 0.0) if k else None, 0.9 if k else 0.0,
+                           contrast=contrast)
+        st = tr.step(an)
+        rows |= {round(t.views["cam0"].centroid[1]) for t in st.crossed}
+    return rows
+
+
+@pytest.mark.parametrize("contrast,gap,iso,rows", [
+    (1.45, 20, 1.4, {115, 115 - 50}),  # alone on the belt: a faint item (a dark one on a dark belt)
+    (1.45, 3, 1.4, {115}),  # 3 px beside an item (rule's reach: 5 px): a dark part of that item
+    (1.30, 20, 1.4, {115}),  # too faint even alone: a patch of the belt
+    (1.45, 20, None, {115}),  # rule off
+    (1.70, 3, 1.4, {115, 115 - 33}),  # not faint: an item wherever it is
+])
+def test_faint_region_alone_on_the_belt_is_an_item(contrast, gap, iso, rows):
+    assert _run_faint(contrast, gap, iso) == rows
+
+
+def test_alone_looks_only_around_the_piece():
+    from ewaste_stream.segment import alone, occupancy
+    a = _box_piece([(10, 10), (40, 10), (40, 40), (10, 40)])
+    b = _box_piece([(46, 10), (70, 10), (70, 40), (46, 40)])  # 5 px of belt between them
+    occ = occupancy((120, 160), [a, b])
+    assert alone(a, occupancy((120, 160), [a]), 5)  # only itself
+    assert not alone(a, occ, 6) and alone(a, occ, 4)

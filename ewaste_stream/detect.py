@@ -374,14 +374,13 @@ class BeltMotion:
         fb = self._spec = _spectrum(b, self.window)
         self._spec_of = b
         cross = cv2.mulSpectrums(fb, fa, 0, conjB=True)
-        mag = cv2.magnitude(cross[..., 0], cross[..., 1])
-        cross /= np.maximum(mag, np.float32(1e-9))[..., None]
-        r = cv2.idft(cross, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
-        if not np.isfinite(r).all():
+        re, im = cv2.split(cross)
+        mag = cv2.max(cv2.magnitude(re, im), 1e-9)
+        r = cv2.idft(cv2.merge([cv2.divide(re, mag), cv2.divide(im, mag)]), flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
+        _, top, _, (px, py) = cv2.minMaxLoc(r)
+        if not np.isfinite(top):
             return None
         h, w = r.shape
-        py, px = np.unravel_index(int(np.argmax(r)), r.shape)
-        top = float(r[py, px])
 
         def signed(y: int, x: int) -> tuple[int, int]:
             return (x - w if x > w // 2 else x), (y - h if y > h // 2 else y)

@@ -66,6 +66,7 @@ class FrameAnalysis:
     contrast: np.ndarray | None = None  # float32 (h, w): difference from the belt in units of the threshold
     light_step: tuple[float, float, float] | None = None  # a lighting step followed in this frame (see BeltDetector)
     core: np.ndarray | None = None  # uint8 (h, w): item pixels by brightness or colour, not by darkness alone
+    image: np.ndarray | None = None  # the full-resolution frame (BGR), for looks closer than the mask's scale
 
     def to_full(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         sx, sy = self.scale
@@ -126,7 +127,7 @@ class BeltDetector:
             shift = (shift[0] * self.sx * 2, shift[1] * self.sy * 2)  # motion works at half the small size
         return FrameAnalysis(camera=self.camera, frame_seq=frame.seq, t=frame.t, mask=fill_holes(mask),
                              scale=(self.sx, self.sy), shift=shift, shift_confidence=conf, contrast=contrast,
-                             light_step=light_step, core=core)
+                             light_step=light_step, core=core, image=frame.image)
 
     def detect(self, frame: Frame) -> list[Detection]:
         """Items of one frame on their own (no tracking): connected regions, fragments merged."""

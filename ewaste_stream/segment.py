@@ -157,12 +157,90 @@ def split_by_core(piece: Piece, core: np.ndarray, min_px: float, min_radius: flo
     n, labels, stats, _ = cv2.connectedComponentsWithStats(cores, connectivity=8)
     seeds = [sd for sd in (labels == j for j in range(1, n) if stats[j, 4] >= min_px)
              if inscribed_radius(sd) >= min_radius]
+    return _split_by_seeds(piece, seeds, min_rect_gain)
+
+
+def _split_by_seeds(piece: Piece, seeds: list[np.ndarray], min_rect_gain: float) -> list[Piece]:
+    """The piece cut into one part per seed (bool masks of the piece's crop), each grown over
+    the piece's pixels nearest it, if the parts are at least ``min_rect_gain`` more box-like
+    than the piece. With three or more seeds, every way of putting the (five largest) seeds
+    into two groups is tried too, and the most box-like cut wins: one item whose bright parts
+    are apart (a screen's rim) next to another item is two parts, not three."""
     if len(seeds) < 2:
         return [piece]
-    out = [p for p in (piece_from_mask(None, part, x0, y0) for part in _grow(piece.mask, seeds)) if p is not None]
-    if len(out) < 2 or rect_gain(piece, out) < min_rect_gain:
+    groupings = [[[sd] for sd in seeds]]
+    if len(seeds) > 2:
+        top = sorted(seeds, key=lambda sd: -int(np.count_nonzero(sd)))[:5]
+        for bits in range(1, 2 ** (len(top) - 1)):
+            groupings.append([[sd for i, sd in enumerate(top) if bits >> i & 1],
+                              [sd for i, sd in enumerate(top) if not bits >> i & 1]])
+    best, best_gain = [piece], -np.inf
+    for groups in groupings:
+        merged = [np.logical_or.reduce(g) for g in groups]
+        out = [p for p in (piece_from_mask(None, part, piece.x0, piece.y0) for part in _grow(piece.mask, merged))
+               if p is not None]
+        if len(out) < 2:
+            continue
+        gain = rect_gain(piece, out)
+        if gain > best_gain:
+            best, best_gain = out, gain
+    return best if best_gain >= min_rect_gain else [piece]
+
+
+def split_by_fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, float], min_px: float,
+                       min_radius: float, min_rect_gain: float, k: float = 3.0, floor: float = 10.0) -> list[Piece]:
+    """:func:`split_by_core` on the full-resolution picture (``image``, BGR; ``scale``: the
+    mask's px -> the picture's px), for a new piece once, when it becomes an item. Two items
+    one behind the other along the belt, 10 px apart, keep only ~3 px of clean belt between
+    them once motion-blurred: under one px at the mask's scale, but there at full resolution.
+    The belt's look is taken from the picture around the piece (the median of the pixels off
+    it); a core pixel is brighter than that, or another colour, by ``k`` x the belt's spread
+    there (at least ``floor`` grey levels), in a 3x3 opening. Cores of at least ``min_px`` (px
+    of the mask's scale) and ``min_radius`` thick are the seeds of :func:`_split_by_seeds`."""
+    if piece.area < 2 * min_px:
         return [piece]
-    return out
+    sx, sy = scale
+    h, w = piece.mask.shape
+    ih, iw = image.shape[:2]
+    pad = int(np.ceil(2 * max(sx, sy)))
+    X0, Y0 = int(round(piece.x0 * sx)), int(round(piece.y0 * sy))
+    W, H = int(round(w * sx)), int(round(h * sy))
+    a0, b0, a1, b1 = max(0, X0 - pad), max(0, Y0 - pad), min(iw, X0 + W + pad), min(ih, Y0 + H + pad)
+    if a1 - a0 < 8 or b1 - b0 < 8:
+        return [piece]
+    crop = image[b0:b1, a0:a1].astype(np.float32)
+    m = np.zeros((b1 - b0, a1 - a0), np.uint8)
+    up = cv2.resize(piece.mask, (W, H), interpolation=cv2.INTER_NEAREST)
+    mx0, my0 = X0 - a0, Y0 - b0
+    sub = m[max(0, my0):my0 + H, max(0, mx0):mx0 + W]
+    sub[:] = up[max(0, -my0):max(0, -my0) + sub.shape[0], max(0, -mx0):max(0, -mx0) + sub.shape[1]]
+    near = cv2.dilate(m, np.ones((pad + 1, pad + 1), np.uint8))
+    belt = near == 0
+    if np.count_nonzero(belt) < 64:
+        return [piece]
+    b, g, r = cv2.split(crop)
+    lum, c1, c2 = (b + g + r) / 3.0, b - g, r - g
+    out = []
+    for ch in (lum, c1, c2):
+        ref = np.median(ch[belt])
+        spread = 1.4826 * np.median(np.abs(ch[belt] - ref))
+        out.append((ch - ref, max(floor, k * spread)))
+    (dl, tl), (d1, t1), (d2, t2) = out
+    core = ((dl > tl) | (np.abs(d1) > t1) | (np.abs(d2) > t2)).astype(np.uint8) & m
+    core = cv2.morphologyEx(core, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    seeds = []
+    for j in range(1, n):
+        if stats[j, cv2.CC_STAT_AREA] < min_px * sx * sy:
+            continue
+        comp = (labels == j).astype(np.float32)[max(0, my0):max(0, my0) + H, max(0, mx0):max(0, mx0) + W]
+        if comp.shape != (H, W):
+            comp = cv2.copyMakeBorder(comp, max(0, -my0), H - comp.shape[0] - max(0, -my0),
+                                      max(0, -mx0), W - comp.shape[1] - max(0, -mx0), cv2.BORDER_CONSTANT, value=0)
+        seed = (cv2.resize(comp, (w, h), interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8) & piece.mask
+        if cv2.countNonZero(seed) and inscribed_radius(seed) >= min_radius:
+            seeds.append(seed > 0)
+    return _split_by_seeds(piece, seeds, min_rect_gain)
 
 
 def rect_fill(mask: np.ndarray) -> float:

@@ -11,7 +11,8 @@ New items: a region still touching the picture's upstream edge is only part of a
 so it becomes a track once it is all in view (a small region beside it waits with it:
 ``entering_near``/``entering_small``); then it is cut at narrow necks (unless that makes its
 parts less box-like: ``split_min_rect_gain``) and along separate bright or coloured cores
-(when that makes them more box-like: ``core_split_rect_gain``), small fragments
+(when that makes them more box-like: ``core_split_rect_gain``; then again on the
+full-resolution picture, where a motion-blurred 10 px gap still shows: ``fine_split_rect_gain``), small fragments
 right next to a compact item join it (or a little further off, when they complete its box:
 ``fragment_join_near``), and regions thinner than any item or that barely
 differ from the belt (its summed contrast too low: ``min_contrast_area``) are ignored, unless
@@ -52,7 +53,7 @@ from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
 from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, inscribed_radius, join_fragments, mean_contrast,
-                      merge_footprint, move_footprint, occupancy, segment, split_by_core, split_piece)
+                      merge_footprint, move_footprint, occupancy, segment, split_by_core, split_by_fine_core, split_piece)
 
 INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
 FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item
@@ -226,6 +227,9 @@ class Tracker:
                for q in split_piece(p, self.cfg.split_neck_ratio, radius, self.cfg.split_min_rect_gain)]
         if an.core is not None and self.cfg.core_split_rect_gain is not None:
             new = [q for p in new for q in split_by_core(p, an.core, min_area / px, radius, self.cfg.core_split_rect_gain)]
+        if an.image is not None and self.cfg.fine_split_rect_gain is not None:
+            new = [q for p in new for q in split_by_fine_core(p, an.image, cam.scale, min_area / px, radius,
+                                                              self.cfg.fine_split_rect_gain)]
         box_join = ((_px(cam, self.cfg.fragment_join_near), self.cfg.fragment_join_max_rect_loss)
                     if self.cfg.fragment_join_near > 0 else None)
         new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small,

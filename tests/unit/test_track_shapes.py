@@ -218,3 +218,40 @@ def test_alone_looks_only_around_the_piece():
     occ = occupancy((120, 160), [a, b])
     assert alone(a, occupancy((120, 160), [a]), 5)  # only itself
     assert not alone(a, occ, 6) and alone(a, occ, 4)
+
+
+def _picture(boxes, dark=()):
+    """Full-resolution BGR picture (320 x 240) of a plain grey belt with noise, bright boxes
+    (x0, y0, x1, y1) and dark boxes drawn over them; and the detector's mask at 1/4 scale,
+    where every box (and the 3 px gaps between them) is one region."""
+    rng = np.random.default_rng(5)
+    img = np.clip(50 + rng.normal(0, 3, (240, 320, 3)), 0, 255).astype(np.uint8)
+    for x0, y0, x1, y1 in boxes:
+        img[y0:y1, x0:x1] = 180
+    for x0, y0, x1, y1 in dark:
+        img[y0:y1, x0:x1] = 40
+    mask = np.zeros((60, 80), np.uint8)
+    for x0, y0, x1, y1 in list(boxes) + list(dark):
+        mask[y0 // 4:(y1 + 3) // 4, x0 // 4:(x1 + 3) // 4] = 1
+    return img, _piece(mask)
+
+
+@pytest.mark.parametrize("boxes,dark,parts", [
+    # two items one behind the other, 3 px of belt between them: one region at 1/4 scale
+    ([(40, 60, 140, 140), (143, 100, 243, 180)], [], 2),
+    # one item with a dark band across it: its halves are no more box-like than the whole
+    ([(40, 80, 140, 160), (150, 80, 243, 160)], [(140, 80, 150, 160)], 1),
+    # an item beside one whose two bright corners sit at opposite ends of its dark body: three
+    # cores, but the cut that pays is two items, not the second one halved along its diagonal
+    # (3 parts would be that halving, 1 no cut: only the grouping of the cores gives 2)
+    ([(20, 20, 113, 110), (116, 90, 156, 130), (196, 170, 236, 210)], [(156, 90, 236, 170), (116, 130, 196, 210)], 2),
+])
+def test_split_by_fine_core_sees_the_gap_the_mask_does_not(boxes, dark, parts):
+    from ewaste_stream.segment import split_by_fine_core
+    img, piece = _picture(boxes, dark)
+    core = np.zeros((60, 80), np.uint8)
+    core[piece.y0:piece.y0 + piece.mask.shape[0], piece.x0:piece.x0 + piece.mask.shape[1]] = piece.mask
+    assert len(split_by_core(piece, core, 50, 2.0, 0.02)) == 1  # at 1/4 scale the cores touch
+    out = split_by_fine_core(piece, img, (4.0, 4.0), 50, 2.0, 0.02)
+    assert len(out) == parts
+    assert sum(p.area for p in out) == piece.area

@@ -32,9 +32,9 @@ Pieces of one item (tracked or new) that lie inside a bigger piece's outline joi
 (:func:`segment.absorb_inside`): a dark item's fragment that was followed before the rest
 of the item came into view no longer becomes a second decision.
 
-Known limits (simulated 1280x720, 60 fps, ~35 items/s, ten 20 s videos): ~2.4 % missed (dark
+Known limits (simulated 1280x720, 60 fps, ~35 items/s, ten 20 s videos): ~2.3 % missed (dark
 items on the dark belt, beside other items, of which the detector sees a sliver or nothing;
-neighbours 10 px apart that blur, shadows or a bright part join at 1/4 scale) and ~1.4 %
+neighbours 10 px apart that blur, shadows or a bright part join at 1/4 scale) and ~1.5 %
 duplicates (cut-outs of several separate parts, dark items that break up): the mask alone
 cannot tell every part from a neighbour. Two small items side by side
 at the same angle, closer than ``fragment_join_near``, can join.

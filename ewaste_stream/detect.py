@@ -338,12 +338,11 @@ class BeltMotion:
     through it and its neighbours (36 px a frame read as 36.0 +- 0.05 on simulated 720p video)."""
 
     def __init__(self) -> None:
-        self.prev: np.ndarray | None = None
-        self.prev_full: np.ndarray | None = None
+        self.prev: np.ndarray | None = None  # the last frame at half size ...
+        self.prev_spec: np.ndarray | None = None  # ... its windowed spectrum ...
+        self.prev_full: np.ndarray | None = None  # ... and the frame at the working size
         self.window: np.ndarray | None = None
         self.last = (0.0, 0.0)  # the last shift measured (half-size px)
-        self._spec: np.ndarray | None = None  # the last frame's spectrum ...
-        self._spec_of: np.ndarray | None = None  # ... and that frame
 
     def update(self, lum: np.ndarray) -> tuple[tuple[float, float] | None, float]:
         """Shift (dx, dy) in px of the image *half the size of* ``lum``, and the response."""
@@ -351,11 +350,13 @@ class BeltMotion:
         if self.window is None or self.window.shape != img.shape:
             self.window = cv2.createHanningWindow((img.shape[1], img.shape[0]), cv2.CV_32F)
             self.prev = None
-        prev, self.prev = self.prev, img
+        spec = _spectrum(img, self.window)
+        prev_spec, self.prev_spec = (self.prev_spec if self.prev is not None else None), spec
+        self.prev = img
         prev_full, self.prev_full = self.prev_full, lum
-        if prev is None or prev_full is None or prev_full.shape != lum.shape:
+        if prev_spec is None or prev_full is None or prev_full.shape != lum.shape:
             return None, 0.0
-        found = self._peak(prev, img)
+        found = self._peak(prev_spec, spec)
         if found is None:
             return None, 0.0
         (dx, dy), response = found
@@ -363,17 +364,13 @@ class BeltMotion:
         self.last = (0.5 * fx, 0.5 * fy)
         return self.last, response
 
-    def _peak(self, a: np.ndarray, b: np.ndarray) -> tuple[tuple[float, float], float] | None:
-        """Phase correlation of ``b`` against ``a``: the shift at its highest peak (sub-pixel: the
-        centroid of the 3x3 around it) and the peak's response (the sum of the 5x5 around it, as
-        ``cv2.phaseCorrelate`` gives). Something bright that stays put
-        while the belt moves (a new light, dirt on the window, before the belt model learns it)
-        makes a second peak at zero shift, which may be the higher: then the peak nearest the
-        last motion is kept when it is at least STATIC_PEAK of the zero one."""
-        assert self.window is not None
-        fa = self._spec if self._spec is not None and self._spec_of is a else _spectrum(a, self.window)
-        fb = self._spec = _spectrum(b, self.window)
-        self._spec_of = b
+    def _peak(self, fa: np.ndarray, fb: np.ndarray) -> tuple[tuple[float, float], float] | None:
+        """Phase correlation of the frame with spectrum ``fb`` against the one with ``fa``: the
+        shift at its highest peak (sub-pixel: the centroid of the 3x3 around it) and the peak's
+        response (the sum of the 5x5 around it, as ``cv2.phaseCorrelate`` gives). Something
+        bright that stays put while the belt moves (a new light, dirt on the window, before the
+        belt model learns it) makes a second peak at zero shift, which may be the higher: then
+        the peak nearest the last motion is kept when it is at least STATIC_PEAK of the zero one."""
         cross = cv2.mulSpectrums(fb, fa, 0, conjB=True)
         re, im = cv2.split(cross)
         mag = cv2.max(cv2.magnitude(re, im), 1e-9)
@@ -394,7 +391,6 @@ class BeltMotion:
             j = np.unravel_index(int(np.argmax(near)), near.shape)
             if near[j] >= STATIC_PEAK * top:
                 py, px = int(ys[j[0]]), int(xs[j[1]])
-                top = float(r[py, px])
                 sx, sy = signed(py, px)
         ys, xs = np.arange(py - 2, py + 3) % h, np.arange(px - 2, px + 3) % w
         top = float(r[np.ix_(ys, xs)].sum())  # as cv2.phaseCorrelate's response

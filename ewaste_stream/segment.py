@@ -190,7 +190,7 @@ def _split_by_seeds(piece: Piece, seeds: list[np.ndarray], min_rect_gain: float)
 def split_by_fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, float], min_px: float,
                        min_radius: float, min_rect_gain: float, k: float = 3.0, floor: float = 10.0) -> list[Piece]:
     """:func:`split_by_core` on the full-resolution picture (``image``, BGR; ``scale``: the
-    mask's px -> the picture's px), for a new piece once, when it becomes an item. Two items
+    mask's px -> the picture's px), for a piece no track has claimed yet. Two items
     one behind the other along the belt, 10 px apart, keep only ~3 px of clean belt between
     them once motion-blurred: under one px at the mask's scale, but there at full resolution.
     The belt's look is taken from the picture around the piece (the median of the pixels off
@@ -211,9 +211,9 @@ def split_by_fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, floa
     crop = image[b0:b1, a0:a1].astype(np.float32)
     m = np.zeros((b1 - b0, a1 - a0), np.uint8)
     up = cv2.resize(piece.mask, (W, H), interpolation=cv2.INTER_NEAREST)
-    mx0, my0 = X0 - a0, Y0 - b0
-    sub = m[max(0, my0):my0 + H, max(0, mx0):mx0 + W]
-    sub[:] = up[max(0, -my0):max(0, -my0) + sub.shape[0], max(0, -mx0):max(0, -mx0) + sub.shape[1]]
+    mx0, my0 = X0 - a0, Y0 - b0  # >= 0: the crop starts at or before the piece
+    sub = m[my0:my0 + H, mx0:mx0 + W]  # cut short where the piece's box leaves the picture
+    sub[:] = up[:sub.shape[0], :sub.shape[1]]
     near = cv2.dilate(m, np.ones((pad + 1, pad + 1), np.uint8))
     belt = near == 0
     if np.count_nonzero(belt) < 64:
@@ -233,10 +233,9 @@ def split_by_fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, floa
     for j in range(1, n):
         if stats[j, cv2.CC_STAT_AREA] < min_px * sx * sy:
             continue
-        comp = (labels == j).astype(np.float32)[max(0, my0):max(0, my0) + H, max(0, mx0):max(0, mx0) + W]
+        comp = (labels == j).astype(np.float32)[my0:my0 + H, mx0:mx0 + W]
         if comp.shape != (H, W):
-            comp = cv2.copyMakeBorder(comp, max(0, -my0), H - comp.shape[0] - max(0, -my0),
-                                      max(0, -mx0), W - comp.shape[1] - max(0, -mx0), cv2.BORDER_CONSTANT, value=0)
+            comp = cv2.copyMakeBorder(comp, 0, H - comp.shape[0], 0, W - comp.shape[1], cv2.BORDER_CONSTANT, value=0)
         seed = (cv2.resize(comp, (w, h), interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8) & piece.mask
         if cv2.countNonZero(seed) and inscribed_radius(seed) >= min_radius:
             seeds.append(seed > 0)

@@ -138,6 +138,9 @@ class TrackerSection(_Section):
     fragment_join_near: float = Field(0.022, ge=0, le=0.1)  # a small new piece this close (x frame height) to an item
     fragment_join_max_rect_loss: float = Field(0.08, ge=0, le=1)  # ... joins it if together they fill their rectangle at
     # most this much worse than the item alone (it completes the item's box); fragment_join_near 0 = off
+    item_join_near: float = Field(0.017, ge=0, le=0.1)  # two new pieces (or a new and a tracked one) this close (x frame
+    item_join_min_gain: float = Field(0.0, ge=-1, le=1)  # height) join, whatever their size, if together they fill
+    # their rectangle at least this much better than the more box-like of the two alone; item_join_near 0 = off
 
 
 class BatchingSection(_Section):

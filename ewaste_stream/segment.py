@@ -259,7 +259,8 @@ def rect_gain(whole: Piece, parts: Sequence[Piece]) -> float:
 
 def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: float,
                    min_radius: float, small: tuple[float, int] = (0.0, 0),
-                   box_join: tuple[int, float] | None = None) -> tuple[list[Piece], dict[int, Piece]]:
+                   box_join: tuple[int, float] | None = None,
+                   item_join: tuple[int, float] | None = None) -> tuple[list[Piece], dict[int, Piece]]:
     """Join new pieces that are fragments of an item next to them (an item with dark parts
     shows as several pieces; new items come in over the upstream edge, not beside others).
 
@@ -273,6 +274,11 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
     and fill their rectangle at most ``max loss`` worse than the bigger piece alone
     (:func:`rect_fill`): it completes that item's box (a part of a dark item split off by a
     dark band), where a neighbour lying at another angle would not.
+    ``item_join`` = (reach px, min gain): a new piece of any size within that reach of a piece
+    at least as big (tracked or new) joins it when the two together fill their rectangle at
+    least ``min gain`` better than the more box-like of the two alone: the halves of a dark
+    item cut by a dark band. Two neighbours lie at different angles or are offset; their union
+    fills its rectangle worse than either.
     Returns the new pieces left and ``{track key: grown piece}`` for tracked pieces that
     took fragments."""
     grown: dict[int, Piece] = {}
@@ -291,6 +297,8 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
         if target is None and box_join is not None and frag.area < small[0]:
             target = next((c for c in cands if c[2].area > frag.area and _completes_box(frag, c[2], box_join, neck_ratio,
                                                                                      min_radius)), None)
+        if target is None and item_join is not None:
+            target = next((c for c in cands if c[2].area >= frag.area and _makes_box(frag, c[2], item_join)), None)
         if target is None:
             out.append(frag)
         elif target[0] == "t":
@@ -305,6 +313,12 @@ def _completes_box(frag: Piece, item: Piece, box_join: tuple[int, float], neck_r
     reach, max_loss = box_join
     return (_near(frag, item, reach) and _compact(frag, item, reach, neck_ratio, min_radius)
             and rect_fill(_union(frag, item, None).mask) >= rect_fill(item.mask) - max_loss)
+
+
+def _makes_box(a: Piece, b: Piece, item_join: tuple[int, float]) -> bool:
+    reach, min_gain = item_join
+    return (_near(a, b, reach)
+            and rect_fill(_union(a, b, None).mask) >= max(rect_fill(a.mask), rect_fill(b.mask)) + min_gain)
 
 
 def absorb_inside(pieces: list[Piece], share: float, locked: set[int]) -> tuple[list[Piece], list[tuple[int, int]]]:

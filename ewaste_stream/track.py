@@ -232,8 +232,10 @@ class Tracker:
                                                               self.cfg.fine_split_rect_gain)]
         box_join = ((_px(cam, self.cfg.fragment_join_near), self.cfg.fragment_join_max_rect_loss)
                     if self.cfg.fragment_join_near > 0 else None)
+        item_join = ((_px(cam, self.cfg.item_join_near), self.cfg.item_join_min_gain)
+                     if self.cfg.item_join_near > 0 else None)
         new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small,
-                                    box_join)
+                                    box_join, item_join)
         tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new)  # type: ignore[arg-type]
         for piece in tracked:
             if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen

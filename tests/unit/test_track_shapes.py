@@ -255,3 +255,45 @@ def test_split_by_fine_core_sees_the_gap_the_mask_does_not(boxes, dark, parts):
     out = split_by_fine_core(piece, img, (4.0, 4.0), 50, 2.0, 0.02)
     assert len(out) == parts
     assert sum(p.area for p in out) == piece.area
+
+
+def _halves(band: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 80 x 30 px box cut by a slanted band ``band`` px wide: two trapezoids, each filling
+    its own rectangle worse than the box did."""
+    box = _poly([(10, 40), (90, 40), (90, 70), (10, 70)], (120, 160))
+    cut = _poly([(42, 40), (42 + band, 40), (58 + band, 70), (58, 70)], (120, 160))
+    rest = box & (1 - cut)
+    n, labels = cv2.connectedComponents(rest)
+    assert n == 3
+    return (labels == 1).astype(np.uint8), (labels == 2).astype(np.uint8)
+
+
+def _mask_piece(m, key=None):
+    x, y, w, h = cv2.boundingRect(m)
+    return piece_from_mask(key, m[y:y + h, x:x + w].copy(), x, y)
+
+
+@pytest.mark.parametrize("case,tracked,item_join,joined", [
+    ("halves", False, (3, 0.0), True),  # the two halves of one box, 2 px apart: one box
+    ("halves", True, (3, 0.0), True),  # joins a tracked half too
+    ("halves", False, None, False),  # rule off
+    ("halves", False, (1, 0.0), False),  # beyond the reach
+    ("halves", False, (3, 0.2), False),  # asks for more than the union gains
+    ("turned", False, (3, 0.0), False),  # as big, as close, at another angle: fills its rectangle worse
+    ("offset", False, (3, 0.0), False),  # as big, as close, offset across the belt: an L, not a box
+])
+def test_item_sized_pieces_that_make_one_box_join(case, tracked, item_join, joined):
+    left, right = _halves(2)
+    if case == "turned":
+        right = _rotated_box(75, 55, 30, 28, 40, (120, 160)) & (1 - cv2.dilate(left, np.ones((3, 3), np.uint8)))
+    elif case == "offset":
+        right = np.roll(right, 18, axis=0)
+    first, second = _mask_piece(left, key=7 if tracked else None), _mask_piece(right)
+    assert max(rect_fill(left), rect_fill(right)) < 0.95  # each alone is no box
+    new, others = ([second], [first]) if tracked else ([first, second], [])
+    out, grown = join_fragments(new, others, gap=0, neck_ratio=0.6, min_radius=2.5, item_join=item_join)
+    if tracked:
+        assert (7 in grown and not out) is joined
+    else:
+        assert (len(out) == 1) is joined
+        assert sum(p.area for p in out) == first.area + second.area

@@ -14,17 +14,22 @@ parts less box-like: ``split_min_rect_gain``) and along separate bright or colou
 (when that makes them more box-like: ``core_split_rect_gain``; then again on the
 full-resolution picture, where a motion-blurred 10 px gap still shows: ``fine_split_rect_gain``), small fragments
 right next to a compact item join it (or a little further off, when they complete its box:
-``fragment_join_near``), and regions thinner than any item or that barely
+``fragment_join_near``), two pieces of any size a few px apart that make one box together join
+(``item_join_near``: a dark item cut in two by a dark band), and regions thinner than any item or that barely
 differ from the belt (its summed contrast too low: ``min_contrast_area``) are ignored, unless
-such a faint region lies alone on the belt (``isolated_min_contrast``, ``isolated_gap``).
+such a faint region lies alone on the belt (``isolated_min_contrast``, ``isolated_gap``). A region
+under the min item area is a fragment, unless it differs clearly from the belt and lies alone
+(``small_item_area``, ``small_item_min_contrast``, ``small_item_gap``): then it is an item once
+seen in ``small_item_hits`` frames (the part of a dark item that the detector sees).
 
 Tracks live in belt coordinates (``u`` along travel, ``v`` across; :mod:`geometry`), so a
 second camera's view of an item joins the same track: a new piece in one camera is matched
 by centroids to the tracks the other cameras follow, and a small piece only one camera sees
 inside an item another camera sees whole is folded into it (``TrackStep.merged``).
 
-Lifecycle: tentative -> confirmed (``min_hits`` frames) -> decided (by the pipeline, when
-the centroid crosses the decision line or the track is lost) -> closed (out of view). An item
+Lifecycle: tentative -> confirmed (``min_hits`` frames; ``small_item_hits`` for one born
+small) -> decided (by the pipeline, when the centroid crosses the decision line or the track is
+lost) -> closed (out of view). An item
 decided at the line coasts on: its footprint moves with the belt and claims its pixels (it is
 not found again as a new item), but it is no longer segmented or measured.
 
@@ -32,12 +37,13 @@ Pieces of one item (tracked or new) that lie inside a bigger piece's outline joi
 (:func:`segment.absorb_inside`): a dark item's fragment that was followed before the rest
 of the item came into view no longer becomes a second decision.
 
-Known limits (simulated 1280x720, 60 fps, ~35 items/s, ten 20 s videos): ~2.3 % missed (dark
+Known limits (simulated 1280x720, 60 fps, ~35 items/s, ten 20 s videos): ~2.0 % missed (dark
 items on the dark belt, beside other items, of which the detector sees a sliver or nothing;
 neighbours 10 px apart that blur, shadows or a bright part join at 1/4 scale) and ~1.5 %
 duplicates (cut-outs of several separate parts, dark items that break up): the mask alone
 cannot tell every part from a neighbour. Two small items side by side
-at the same angle, closer than ``fragment_join_near``, can join.
+at the same angle, closer than ``fragment_join_near``, can join; so can two items of any size
+whose union is a box, closer than ``item_join_near``.
 """
 
 from __future__ import annotations
@@ -105,6 +111,7 @@ class Track:
     cross_v: float | None = None
     born_past_line: bool = False  # first seen beyond the line: an item decided already
     lost: bool = False
+    min_hits: int = 0  # observations before it is confirmed; 0: tracker.min_hits
     views: dict[str, CameraView] = field(default_factory=dict)
 
     def predict_u(self, t: float, velocity: float) -> float:
@@ -241,23 +248,39 @@ class Tracker:
             if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
                 tr = self.tracks[piece.key]  # type: ignore[index]
                 seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
-        occupied = None
+        occupied: np.ndarray | None = None
+
+        def isolated(piece: Piece, gap: float) -> bool:  # no other region within gap (x frame height)
+            nonlocal occupied
+            if occupied is None:
+                occupied = occupancy(an.mask.shape, tracked + new)
+            return alone(piece, occupied, max(1, _px(cam, gap)))
+
         for piece in new:
-            if not (min_area <= piece.area * px <= self.det_cfg.max_area):
-                continue  # a fragment, or not an item
-            if an.contrast is not None:
+            size = piece.area * px / min_area
+            if piece.area * px > self.det_cfg.max_area:
+                continue  # not an item
+            if size < 1:
+                sa = self.cfg.small_item_area
+                if sa is None or size < sa or an.contrast is None:
+                    continue  # a fragment
+                if mean_contrast(an.contrast, piece) < self.cfg.small_item_min_contrast:
+                    continue
+                if not isolated(piece, self.cfg.small_item_gap):
+                    continue  # a fragment of the item beside it
+            elif an.contrast is not None:
                 contrast = mean_contrast(an.contrast, piece)
-                if self._faint(contrast, piece.area * px / min_area):
+                if self._faint(contrast, size):
                     iso = self.cfg.isolated_min_contrast
                     if iso is None or contrast < iso:
                         continue  # barely off the belt all over: a bright or dark patch of the belt
-                    if occupied is None:
-                        occupied = occupancy(an.mask.shape, tracked + new)
-                    if not alone(piece, occupied, max(1, _px(cam, self.cfg.isolated_gap))):
+                    if not isolated(piece, self.cfg.isolated_gap):
                         continue  # ... or a dark part of the item beside it
             if inscribed_radius(piece.mask) < radius:
                 continue  # a thin streak (a shadow's rim, a blurred edge), thinner than any item
             tr = self._associate(an, cam, piece, {t.id for t, _ in seen})
+            if size < 1 and not tr.views:  # born small: confirmed only once seen that often
+                tr.min_hits = self.cfg.small_item_hits
             seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
         for prior in priors:
             if prior.claim_only:
@@ -371,7 +394,7 @@ class Tracker:
             tr.u_prev, tr.t_prev = tr.u, tr.t_last
         tr.u, tr.v, tr.t_last, tr.box = u, v, an.t, cam.map.box_to_belt(bbox)
         tr.lost = False
-        if tr.state == TrackState.TENTATIVE and tr.hits >= self.cfg.min_hits:
+        if tr.state == TrackState.TENTATIVE and tr.hits >= max(self.cfg.min_hits, tr.min_hits):
             tr.state = TrackState.CONFIRMED
         self._check_cross(tr, bbox, crossed)
         return view

@@ -297,3 +297,78 @@ def test_item_sized_pieces_that_make_one_box_join(case, tracked, item_join, join
     else:
         assert (len(out) == 1) is joined
         assert sum(p.area for p in out) == first.area + second.area
+
+
+def _run_halves(item_join_near: float) -> int:
+    """A dark item that a slanted dark band cuts into two halves 2 px apart (see ``_halves``)
+    rides the belt at 8 px a frame; the detector finds it only once it is all in view (a dark
+    item found late), so both halves are new in the same frame. The small-fragment join is off
+    (``fragment_join_near`` 0): at this test's scale both halves are small enough for it, on the
+    line's videos most such halves are not. Returns how many tracks crossed the line."""
+    from ewaste_stream.config import DetectorSection, TrackerSection
+    from ewaste_stream.geometry import BeltMap
+    from ewaste_stream.track import Tracker
+    from test_track import LINE
+
+    left, right = _halves(2)
+    item = (left | right)[38:73, 8:93]  # the 80 x 30 box with its band, and a margin
+    det = DetectorSection(min_area=600, min_area_frac=0.0)
+    cfg = TrackerSection(item_join_near=item_join_near, fragment_join_near=0.0)
+    tr = Tracker(cfg, {"cam0": BeltMap.identity()}, line_u=LINE, detector=det)
+    crossed = 0
+    for k in range(45):
+        x = -80 + 8 * k
+        mask = np.zeros((H, W), np.uint8)
+        x0, x1 = max(0, x), min(W, x + item.shape[1])
+        if x1 > x0 and x >= 40:
+            mask[70:70 + item.shape[0], x0:x1] = item[:, x0 - x:x1 - x]
+        an = FrameAnalysis("cam0", k, k / FPS, mask, (1.0, 1.0), (8.0, 0.0) if k else None, 0.9 if k else 0.0)
+        crossed += len(tr.step(an).crossed)
+    return crossed
+
+
+def test_tracker_follows_a_dark_item_cut_in_two_halves_as_one():
+    assert _run_halves(3 / H) == 1
+    assert _run_halves(0.0) == 2  # rule off: two items
+
+
+def _run_small(h: int, w: int, contrast: float, gap: int, frames: range = range(45), **cfg) -> set[int]:
+    """A bright item (40 x 30 px, twice the min item area of 600 px) and, ``gap`` px above it, a
+    region of ``h`` x ``w`` px at ``contrast`` x the threshold, in the mask only in ``frames``,
+    ride the belt at 8 px a frame. Returns the rows (y centres) of the tracks to be decided: those
+    that crossed the line, and those lost before it once confirmed."""
+    from ewaste_stream.config import DetectorSection, TrackerSection
+    from ewaste_stream.geometry import BeltMap
+    from ewaste_stream.track import Tracker
+    from test_track import LINE
+
+    det = DetectorSection(min_area=600, min_area_frac=0.0)
+    tr = Tracker(TrackerSection(**cfg), {"cam0": BeltMap.identity()}, line_u=LINE, detector=det)
+    rows = set()
+    for k in range(45):
+        x = 4.0 + 8.0 * k
+        mask = np.zeros((H, W), np.uint8)
+        con = np.zeros((H, W), np.float32)
+        for y0, hh, ww, c in ((100, 30, 40, 3.0), (100 - gap - h, h, w, contrast)):
+            x0, x1 = int(max(0, x)), int(min(W, x + ww))
+            if x1 > x0 and (c == 3.0 and hh == 30 or k in frames):
+                mask[y0:y0 + hh, x0:x1] = 1
+                con[y0:y0 + hh, x0:x1] = c
+        an = FrameAnalysis("cam0", k, k / FPS, mask, (1.0, 1.0), (8.0, 0.0) if k else None, 0.9 if k else 0.0,
+                           contrast=con)
+        st = tr.step(an)
+        rows |= {round(t.views["cam0"].centroid[1]) for t in st.crossed + st.lost}
+    return rows
+
+
+@pytest.mark.parametrize("h,w,contrast,gap,frames,cfg,rows", [
+    (15, 20, 3.0, 20, range(45), {}, {115, 72}),  # half the min item area, clear, alone: a small item
+    (15, 20, 3.0, 3, range(45), {}, {115}),  # 3 px from an item (rule's reach: 5 px): a part of that item
+    (15, 20, 1.4, 20, range(45), {}, {115}),  # barely off the belt: a patch of it
+    (10, 20, 3.0, 20, range(45), {}, {115}),  # a third of the min item area: a fragment
+    (15, 20, 3.0, 20, range(45), {"small_item_area": None}, {115}),  # rule off
+    (15, 20, 3.0, 20, range(5, 15), {}, {115}),  # in the mask for 10 frames only: never confirmed (12)
+    (15, 20, 3.0, 20, range(5, 15), {"small_item_hits": 8}, {115, 72}),  # with 8: confirmed, then lost
+])
+def test_small_clear_region_alone_on_the_belt_is_an_item(h, w, contrast, gap, frames, cfg, rows):
+    assert _run_small(h, w, contrast, gap, frames, **cfg) == rows

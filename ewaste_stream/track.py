@@ -230,6 +230,7 @@ class Tracker:
         crossed: list[Track] = []
         tracked = [p for p in pieces if p.key is not None]
         radius = self.cfg.split_min_radius * cam.height / cam.scale[1]
+        thinnest = self.cfg.min_item_radius * cam.height / cam.scale[1]
         new = [q for p in pieces if p.key is None and not p.entering
                for q in split_piece(p, self.cfg.split_neck_ratio, radius, self.cfg.split_min_rect_gain)]
         if an.core is not None and self.cfg.core_split_rect_gain is not None:
@@ -276,7 +277,7 @@ class Tracker:
                         continue  # barely off the belt all over: a bright or dark patch of the belt
                     if not isolated(piece, self.cfg.isolated_gap):
                         continue  # ... or a dark part of the item beside it
-            if inscribed_radius(piece.mask) < radius:
+            if inscribed_radius(piece.mask) < thinnest:
                 continue  # a thin streak (a shadow's rim, a blurred edge), thinner than any item
             tr = self._associate(an, cam, piece, {t.id for t, _ in seen})
             if size < 1 and not tr.views:  # born small: confirmed only once seen that often

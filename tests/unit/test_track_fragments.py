@@ -70,10 +70,11 @@ def test_two_items_10px_apart_stay_two_tracks():
     assert len([tr for st in steps for tr in st.crossed]) == 2
 
 
-@pytest.mark.parametrize("h,tracks", [(3, 0), (4, 0), (6, 1), (12, 1)])
-def test_thin_streaks_are_not_items(h, tracks):
-    """A region thinner than split_min_radius (2.5 px here) is a streak, not an item."""
-    _, steps = _run([(-60, 60, 50, h)], [6.0] * 40)
+@pytest.mark.parametrize("h,kw,tracks", [(3, {}, 0), (4, {}, 0), (5, {}, 1), (6, {}, 1), (12, {}, 1),
+                                         (5, {"min_item_radius": 0.017}, 0), (8, {"min_item_radius": 0.017}, 1)])
+def test_thin_streaks_are_not_items(h, kw, tracks):
+    """A region thinner than min_item_radius (2.27 px here; 0.017: 3.06 px) is a streak, not an item."""
+    _, steps = _run([(-60, 60, 50, h)], [6.0] * 40, tracker=_tracker(**kw))
     assert len({tr.id for st in steps for tr, _ in st.seen}) == tracks
 
 

@@ -15,7 +15,9 @@ tools/score_decisions.py. Classes:
 - phantom: a decision near no item.
 
 Each line gives the frame at the line so the case can be looked at with
-``ewaste-stream replay VIDEO --annotate out.mp4``.
+``ewaste-stream replay VIDEO --annotate out.mp4``. ``--by-photo N`` also lists the N photos
+behind most misses and most duplicates: the simulator draws every photo several times a
+video, and a few hard ones (black products, a photo of two machines) give a large share.
 """
 
 from __future__ import annotations
@@ -64,6 +66,21 @@ def _parts(images: Path | None, file: str, cache: dict[str, int]) -> int:
 
 def failures(prefix: Path, decisions: Path, images: Path | None = None) -> list[tuple[str, str]]:
     """(class, description) per failure."""
+    return [(kind, text) for kind, text, _ in _failures(prefix, decisions, images)]
+
+
+def by_photo(prefix: Path, decisions: Path, most: int = 10) -> dict[str, list[tuple[str, int]]]:
+    """The photos behind most misses and most duplicates: ``{"missed": [(file, n), ...], "duplicate": ...}``."""
+    counts: dict[str, Counter] = {"missed": Counter(), "duplicate": Counter()}
+    for kind, _, file in _failures(prefix, decisions, None):
+        key = kind.split()[0].rstrip(",")
+        if key in counts and file is not None:
+            counts[key][file] += 1
+    return {k: c.most_common(most) for k, c in counts.items()}
+
+
+def _failures(prefix: Path, decisions: Path, images: Path | None) -> list[tuple[str, str, str | None]]:
+    """(class, description, photo of the item or None) per failure."""
     meta = json.loads(prefix.with_name(prefix.name + ".meta.json").read_text())
     fps, t_last, speed = float(meta["fps"]), float(meta["t_last_frame"]), float(meta["belt_speed_px_per_frame"])
     gt = _rows(prefix.with_name(prefix.name + ".gt.jsonl"))
@@ -71,7 +88,7 @@ def failures(prefix: Path, decisions: Path, images: Path | None = None) -> list[
     pairs = matched_pairs(gt, decs, fps)
     matched = set(pairs.values())
     t_tol = T_TOL_FRAMES / fps
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, str | None]] = []
     cache: dict[str, int] = {}
     for i, it in enumerate(gt):
         if i in matched or it["t_cross"] > t_last:
@@ -79,7 +96,7 @@ def failures(prefix: Path, decisions: Path, images: Path | None = None) -> list[
         cov = max((_cover(it, d, speed, fps), d["item_id"]) for d in decs) if decs else (0.0, None)
         kind = "missed merged" if cov[0] >= 0.5 else "missed unseen"
         out.append((kind, f"item {it['item']} frame {it['frame_at_line']} y={it['y']:.3f} {it['file']} "
-                          f"bbox={it['bbox_at_line']} track={cov[1] if cov[0] >= 0.5 else '-'}"))
+                          f"bbox={it['bbox_at_line']} track={cov[1] if cov[0] >= 0.5 else '-'}", it["file"]))
     for j, d in enumerate(decs):
         if j in pairs or d["t_cross"] > t_last - t_tol:
             continue
@@ -88,9 +105,9 @@ def failures(prefix: Path, decisions: Path, images: Path | None = None) -> list[
         if near:
             it = gt[min(near, key=lambda i: abs(gt[i]["y"] - d["y"]))]
             kind = "duplicate, multi-part cut-out" if _parts(images, it["file"], cache) > 1 else "duplicate"
-            out.append((kind, f"{where} of item {it['item']} {it['file']} cutout={it['cutout']}"))
+            out.append((kind, f"{where} of item {it['item']} {it['file']} cutout={it['cutout']}", it["file"]))
         else:
-            out.append(("phantom", where))
+            out.append(("phantom", where, None))
     return out
 
 
@@ -99,11 +116,15 @@ def main() -> int:
     ap.add_argument("prefix", type=Path, help="simulated video prefix (PREFIX.gt.jsonl, PREFIX.meta.json)")
     ap.add_argument("decisions", type=Path, help="decision log (JSONL) of a replay of PREFIX.cam0.mp4")
     ap.add_argument("--images", type=Path, default=None, help="the photos the video was made from (counts multi-part cut-outs)")
+    ap.add_argument("--by-photo", type=int, default=0, metavar="N", help="also list the N photos behind most failures")
     args = ap.parse_args()
     rows = failures(args.prefix, args.decisions, args.images)
     for kind, text in sorted(rows):
         print(f"{kind:32s} {text}")
     print(dict(Counter(kind for kind, _ in rows)))
+    if args.by_photo > 0:
+        for kind, top in by_photo(args.prefix, args.decisions, args.by_photo).items():
+            print(f"{kind} by photo: " + ", ".join(f"{file} {n}" for file, n in top))
     return 0
 
 

@@ -32,3 +32,19 @@ def test_failure_classes(tmp_path):
     text = dict(rows)
     assert "item 2 " in text["missed merged"] and "track=3" in text["missed merged"]
     assert "item 4 " in text["missed unseen"] and "track 2 " in text["duplicate"]
+
+
+def test_failures_by_photo(tmp_path):
+    prefix = tmp_path / "v"
+    (tmp_path / "v.meta.json").write_text(json.dumps({"fps": 60.0, "t_last_frame": 10.0, "belt_speed_px_per_frame": 36}))
+    gt = [_item(1, 1.0, 0.2, [900, 100, 1000, 200]), _item(2, 2.0, 0.2, [900, 100, 1000, 200]),
+          _item(3, 3.0, 0.5, [900, 300, 1000, 400]), _item(4, 4.0, 0.5, [900, 300, 1000, 400])]
+    gt[1]["file"] = gt[0]["file"]  # items 1 and 2: the same photo, drawn twice
+    decs = [_dec(1, 1.0, 0.2, [900, 100, 1000, 200]), _dec(2, 1.0, 0.22, [930, 120, 990, 190]),
+            _dec(3, 2.0, 0.2, [900, 100, 1000, 200]), _dec(4, 2.01, 0.23, [930, 120, 990, 190]),
+            _dec(5, 4.0, 0.5, [900, 300, 1000, 400])]  # item 3 missed
+    (tmp_path / "v.gt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gt))
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in decs))
+    top = load_tool("track_failures").by_photo(prefix, tmp_path / "d.jsonl", most=5)
+    assert top["duplicate"] == [("Mouse/m1.jpg", 2)]
+    assert top["missed"] == [("Mouse/m3.jpg", 1)]

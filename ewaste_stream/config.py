@@ -126,10 +126,12 @@ class TrackerSection(_Section):
     min_contrast_area: float = Field(3.0, ge=1)  # ... unless its size (x min item area) x contrast reaches this x min_contrast
     isolated_min_contrast: float | None = Field(1.4, ge=0)  # ... or this, with no other region within isolated_gap
     isolated_gap: float = Field(0.028, ge=0, le=0.1)  # x frame height
-    small_item_area: float | None = Field(0.4, ge=0, le=1)  # a new region under the min item area but this big (x it)
-    small_item_min_contrast: float = Field(1.6, ge=0)  # ... at least this different from the belt, with no other region
-    small_item_gap: float = Field(0.028, ge=0, le=0.1)  # within this (x frame height), is an item (None: off) ...
-    small_item_hits: int = Field(12, ge=1)  # ... once seen in this many frames
+    small_item_area: float | None = Field(0.4, ge=0, le=1)  # a new region under the min item area but this big (x it;
+    # None: off), at least small_item_min_contrast off the belt, with no other region within small_item_gap (x frame
+    # height), is an item once seen in small_item_hits frames
+    small_item_min_contrast: float = Field(1.6, ge=0)
+    small_item_gap: float = Field(0.028, ge=0, le=0.1)
+    small_item_hits: int = Field(12, ge=1)
     join_gap: float = Field(0.0, ge=0, le=0.1)  # a new fragment this close (x frame height) to a compact item joins it
     split_neck_ratio: float = Field(0.6, gt=0, le=1)  # a new region is cut where it narrows below this x item size
     split_min_radius: float = Field(0.014, gt=0, le=0.5)  # ... into parts this thick (x frame height)

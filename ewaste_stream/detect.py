@@ -338,9 +338,8 @@ class BeltMotion:
     through it and its neighbours (36 px a frame read as 36.0 +- 0.05 on simulated 720p video)."""
 
     def __init__(self) -> None:
-        self.prev: np.ndarray | None = None  # the last frame at half size ...
-        self.prev_spec: np.ndarray | None = None  # ... its windowed spectrum ...
-        self.prev_full: np.ndarray | None = None  # ... and the frame at the working size
+        self.prev_spec: np.ndarray | None = None  # the last frame's windowed spectrum at half size ...
+        self.prev_full: np.ndarray | None = None  # ... and that frame at the working size
         self.window: np.ndarray | None = None
         self.last = (0.0, 0.0)  # the last shift measured (half-size px)
 
@@ -349,10 +348,9 @@ class BeltMotion:
         img = cv2.resize(lum, (lum.shape[1] // 2, lum.shape[0] // 2), interpolation=cv2.INTER_AREA)
         if self.window is None or self.window.shape != img.shape:
             self.window = cv2.createHanningWindow((img.shape[1], img.shape[0]), cv2.CV_32F)
-            self.prev = None
+            self.prev_spec = None
         spec = _spectrum(img, self.window)
-        prev_spec, self.prev_spec = (self.prev_spec if self.prev is not None else None), spec
-        self.prev = img
+        prev_spec, self.prev_spec = self.prev_spec, spec
         prev_full, self.prev_full = self.prev_full, lum
         if prev_spec is None or prev_full is None or prev_full.shape != lum.shape:
             return None, 0.0

@@ -71,8 +71,12 @@ def failures(prefix: Path, decisions: Path, images: Path | None = None) -> list[
 
 def by_photo(prefix: Path, decisions: Path, most: int = 10) -> dict[str, list[tuple[str, int]]]:
     """The photos behind most misses and most duplicates: ``{"missed": [(file, n), ...], "duplicate": ...}``."""
+    return _by_photo(_failures(prefix, decisions, None), most)
+
+
+def _by_photo(rows: list[tuple[str, str, str | None]], most: int) -> dict[str, list[tuple[str, int]]]:
     counts: dict[str, Counter] = {"missed": Counter(), "duplicate": Counter()}
-    for kind, _, file in _failures(prefix, decisions, None):
+    for kind, _, file in rows:
         key = kind.split()[0].rstrip(",")
         if key in counts and file is not None:
             counts[key][file] += 1
@@ -118,12 +122,12 @@ def main() -> int:
     ap.add_argument("--images", type=Path, default=None, help="the photos the video was made from (counts multi-part cut-outs)")
     ap.add_argument("--by-photo", type=int, default=0, metavar="N", help="also list the N photos behind most failures")
     args = ap.parse_args()
-    rows = failures(args.prefix, args.decisions, args.images)
-    for kind, text in sorted(rows):
+    rows = _failures(args.prefix, args.decisions, args.images)
+    for kind, text, _ in sorted(rows, key=lambda r: r[:2]):
         print(f"{kind:32s} {text}")
-    print(dict(Counter(kind for kind, _ in rows)))
+    print(dict(Counter(kind for kind, _, _ in rows)))
     if args.by_photo > 0:
-        for kind, top in by_photo(args.prefix, args.decisions, args.by_photo).items():
+        for kind, top in _by_photo(rows, args.by_photo).items():
             print(f"{kind} by photo: " + ", ".join(f"{file} {n}" for file, n in top))
     return 0
 

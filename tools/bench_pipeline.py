@@ -175,6 +175,7 @@ def run(argv: list[str] | None = None) -> int:
         "frames_per_s": round(frames / wall, 1), "items": summary.decisions,
         "items_per_s": round(summary.decisions / wall, 2), "views": summary.views,
         "views_per_item": round(summary.views / max(1, summary.decisions), 2),
+        "batches": summary.pipeline.get("batches", 0), "mean_batch": summary.pipeline.get("mean_batch", 0.0),
         "cpu_s": round(cpu, 2), "cpu_per_video_s": round(cpu / max(summary.video_s, 1e-9), 3),
         "cpu_s_by_thread": _by_name(threads),
         "stage_s": summary.stage_s, "inference_s": summary.inference_s,

@@ -139,7 +139,7 @@ class TrackerSection(_Section):
     # height) is a streak (a shadow's rim, a blurred edge), not an item
     split_min_rect_gain: float | None = Field(-0.1, ge=-1, le=1)  # ... unless its parts are this much less box-like; None: any
     core_split_rect_gain: float | None = Field(0.02, ge=-1, le=1)  # cut a region along its bright/coloured cores when
-    # its parts are this much more box-like (neighbours joined by a dark gap where their shadows overlap); None: off
+    # its parts together are this much more box-like (neighbours joined by a dark gap where their shadows overlap); None: off
     fine_split_rect_gain: float | None = Field(0.02, ge=-1, le=1)  # ... the same on the full-resolution picture; None = off
     entering_near: float = Field(0.011, ge=0, le=0.1)  # a small new piece this close (x frame height) to an item still
     entering_small: float = Field(4.0, ge=0)  # coming in (smaller than this x the min item area) waits to join it; 0 = off

@@ -148,7 +148,7 @@ def split_by_core(piece: Piece, core: np.ndarray, min_px: float, min_radius: flo
     one shadow makes it. Their cores are apart: when the piece holds two or more cores (holes
     filled) of at least ``min_px`` px and ``min_radius`` thick, it is cut into one part per
     core (each grown over the piece's pixels nearest it), if the parts are at least
-    ``min_rect_gain`` *more* box-like than the piece (:func:`rect_gain`). A single item with
+    ``min_rect_gain`` *more* box-like together than the piece (:func:`parts_fill`). A single item with
     bright parts apart (a label, a screen in a dark frame) does not gain: it stays whole."""
     if piece.area < 2 * min_px:
         return [piece]  # too small to hold two cores
@@ -162,10 +162,11 @@ def split_by_core(piece: Piece, core: np.ndarray, min_px: float, min_radius: flo
 
 def _split_by_seeds(piece: Piece, seeds: list[np.ndarray], min_rect_gain: float) -> list[Piece]:
     """The piece cut into one part per seed (bool masks of the piece's crop), each grown over
-    the piece's pixels nearest it, if the parts are at least ``min_rect_gain`` more box-like
-    than the piece. With three or more seeds, every way of putting the (five largest) seeds
-    into two groups is tried too, and the most box-like cut wins: one item whose bright parts
-    are apart (a screen's rim) next to another item is two parts, not three."""
+    the piece's pixels nearest it, if the parts together (:func:`parts_fill`) are at least
+    ``min_rect_gain`` more box-like than the piece. With three or more seeds, every way of
+    putting the (five largest) seeds into two groups is tried too, and the most box-like cut
+    wins: one item whose bright parts are apart (a screen's rim) next to another item is two
+    parts, not three."""
     if len(seeds) < 2:
         return [piece]
     groupings = [[[sd] for sd in seeds]]
@@ -181,7 +182,7 @@ def _split_by_seeds(piece: Piece, seeds: list[np.ndarray], min_rect_gain: float)
                if p is not None]
         if len(out) < 2:
             continue
-        gain = rect_gain(piece, out)
+        gain = parts_fill(out) - rect_fill(piece.mask)
         if gain > best_gain:
             best, best_gain = out, gain
     return best if best_gain >= min_rect_gain else [piece]
@@ -245,16 +246,31 @@ def split_by_fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, floa
 def rect_fill(mask: np.ndarray) -> float:
     """How box-like a mask is: its area over that of its minimum-area rectangle (at any
     angle). 1 for a box, 0.79 for a disc, less for two items side by side."""
+    area, rect = _area_and_rect(mask)
+    return area / rect if rect else 0.0
+
+
+def _area_and_rect(mask: np.ndarray) -> tuple[int, float]:
+    """Set pixels of ``mask`` and the area of their minimum-area rectangle (0 when empty)."""
     pts = cv2.findNonZero(mask)
     if pts is None:
-        return 0.0
+        return 0, 0.0
     _, (w, h), _ = cv2.minAreaRect(pts)
-    return cv2.countNonZero(mask) / max((w + 1.0) * (h + 1.0), 1.0)
+    return cv2.countNonZero(mask), max((w + 1.0) * (h + 1.0), 1.0)
 
 
 def rect_gain(whole: Piece, parts: Sequence[Piece]) -> float:
     """How much more box-like the least box-like of ``parts`` is than ``whole`` (may be < 0)."""
     return min(rect_fill(p.mask) for p in parts) - rect_fill(whole.mask)
+
+
+def parts_fill(parts: Sequence[Piece]) -> float:
+    """How box-like ``parts`` are together: their area over that of their rectangles, summed.
+    Unlike the least box-like part (:func:`rect_gain`), one irregular item (a radio with a
+    handle) beside a box does not make the pair look like one item."""
+    sizes = [_area_and_rect(p.mask) for p in parts]
+    area, rects = sum(a for a, _ in sizes), sum(r for _, r in sizes)
+    return area / rects if rects else 0.0
 
 
 def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: float,

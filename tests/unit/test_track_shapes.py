@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from ewaste_stream.detect import FrameAnalysis
-from ewaste_stream.segment import join_fragments, piece_from_mask, rect_fill, split_by_core, split_piece
+from ewaste_stream.segment import (join_fragments, parts_fill, piece_from_mask, rect_fill, rect_gain, split_by_core,
+                                   split_piece)
 
 from test_track import FPS, H, W, _tracker
 
@@ -99,6 +100,24 @@ def test_split_by_core_cuts_neighbours_joined_by_a_dark_gap():
     big = np.zeros((120, 200), np.uint8)
     big[15:105, 30:170] = core
     assert len(split_by_core(piece_from_mask(None, mask, 30, 15), big, 100, 2.5, 0.02)) == 2
+
+
+def test_split_by_core_cuts_a_box_from_a_round_neighbour():
+    """A box and a round item (fills 0.79 of its rectangle) joined by the dark gap between
+    them: the least box-like part alone is less box-like than the pair, but the two parts
+    together fill their rectangles better than the pair fills its one."""
+    core = np.zeros((100, 150), np.uint8)
+    core[20:80, 10:60] = 1
+    cv2.circle(core, (100, 50), 24, 1, -1)
+    mask = core.copy()
+    mask[35:65, 60:79] = 1  # the dark gap
+    piece = _piece(mask)
+    out = split_by_core(piece, core, min_px=100, min_radius=2.5, min_rect_gain=0.02)
+    assert len(out) == 2
+    assert rect_gain(piece, out) < 0.02 < parts_fill(out) - rect_fill(mask)  # the old test would have kept it whole
+    left, right = sorted(out, key=lambda p: p.box[0])
+    assert left.box[2] <= 80 and right.box[0] >= 60
+    assert sum(p.area for p in out) == int(mask.sum())
 
 
 @pytest.mark.parametrize("labels,parts", [

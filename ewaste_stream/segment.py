@@ -175,6 +175,7 @@ def _split_by_seeds(piece: Piece, seeds: list[np.ndarray], min_rect_gain: float)
         for bits in range(1, 2 ** (len(top) - 1)):
             groupings.append([[sd for i, sd in enumerate(top) if bits >> i & 1],
                               [sd for i, sd in enumerate(top) if not bits >> i & 1]])
+    whole = rect_fill(piece.mask)
     best, best_gain = [piece], -np.inf
     for groups in groupings:
         merged = [np.logical_or.reduce(g) for g in groups]
@@ -182,7 +183,7 @@ def _split_by_seeds(piece: Piece, seeds: list[np.ndarray], min_rect_gain: float)
                if p is not None]
         if len(out) < 2:
             continue
-        gain = parts_fill(out) - rect_fill(piece.mask)
+        gain = parts_fill(out) - whole
         if gain > best_gain:
             best, best_gain = out, gain
     return best if best_gain >= min_rect_gain else [piece]

@@ -21,7 +21,8 @@ All coordinates are px of the detector's downscaled image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 import cv2
@@ -60,10 +61,11 @@ class Piece:
     area: int
     centroid: tuple[float, float]  # px of the frame
     entering: bool = False  # a new piece still touching the upstream edge of the picture
+    # (x0, y0, x1, y1) in the frame; set once (the pairwise tests ask for it ~400 times a frame)
+    box: tuple[int, int, int, int] = field(init=False, repr=False, compare=False)
 
-    @property
-    def box(self) -> tuple[int, int, int, int]:
-        return self.x0, self.y0, self.x0 + self.mask.shape[1], self.y0 + self.mask.shape[0]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "box", (self.x0, self.y0, self.x0 + self.mask.shape[1], self.y0 + self.mask.shape[0]))
 
 
 def segment(fg: np.ndarray, priors: Sequence[Prior], slack: int, min_new_px: float,
@@ -224,8 +226,9 @@ def split_by_fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, floa
     lum, c1, c2 = (b + g + r) / 3.0, b - g, r - g
     out = []
     for ch in (lum, c1, c2):
-        ref = np.median(ch[belt])
-        spread = 1.4826 * np.median(np.abs(ch[belt] - ref))
+        vals = ch[belt]
+        ref = _median(vals)
+        spread = 1.4826 * _median(np.abs(vals - ref, out=vals))
         out.append((ch - ref, max(floor, k * spread)))
     (dl, tl), (d1, t1), (d2, t2) = out
     core = ((dl > tl) | (np.abs(d1) > t1) | (np.abs(d2) > t2)).astype(np.uint8) & m
@@ -242,6 +245,17 @@ def split_by_fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, floa
         if cv2.countNonZero(seed) and inscribed_radius(seed) >= min_radius:
             seeds.append(seed > 0)
     return _split_by_seeds(piece, seeds, min_rect_gain)
+
+
+def _median(a: np.ndarray) -> np.floating:
+    """``np.median`` of a 1-D array without NaNs, the same value without its checks and wrappers
+    (called for every new piece, every frame)."""
+    n = a.size
+    k = n // 2
+    if n % 2:
+        return np.partition(a, k)[k]
+    part = np.partition(a, (k - 1, k))
+    return (part[k - 1] + part[k]) / a.dtype.type(2)
 
 
 def rect_fill(mask: np.ndarray) -> float:
@@ -602,6 +616,15 @@ def move_footprint(view: "CameraView", shift: tuple[float, float], scale: tuple[
     view.fx, view.fy = fx - ix, fy - iy
 
 
+@functools.lru_cache(maxsize=8)
+def _aged(keep: int) -> np.ndarray:
+    """Lookup table of a footprint pixel's age one frame on: +1, EMPTY once older than ``keep``
+    (EMPTY stays EMPTY)."""
+    older = np.arange(1, 257)
+    older[older > keep] = EMPTY
+    return np.minimum(older, EMPTY).astype(np.uint8)
+
+
 def merge_footprint(view: "CameraView", piece: Piece, keep: int) -> None:
     """Age the old footprint by a frame, stamp the new piece, forget pixels older than ``keep``."""
     ph, pw = piece.mask.shape
@@ -609,9 +632,7 @@ def merge_footprint(view: "CameraView", piece: Piece, keep: int) -> None:
     x0, y0 = min(view.x0, piece.x0), min(view.y0, piece.y0)
     x1, y1 = max(view.x0 + ow, piece.x0 + pw), max(view.y0 + oh, piece.y0 + ph)
     age = np.full((y1 - y0, x1 - x0), EMPTY, np.uint8)
-    old = cv2.add(view.age, 1)  # saturates: EMPTY stays EMPTY
-    old[old > keep] = EMPTY
-    age[view.y0 - y0:view.y0 - y0 + oh, view.x0 - x0:view.x0 - x0 + ow] = old
+    age[view.y0 - y0:view.y0 - y0 + oh, view.x0 - x0:view.x0 - x0 + ow] = cv2.LUT(view.age, _aged(keep))
     sub = age[piece.y0 - y0:piece.y0 - y0 + ph, piece.x0 - x0:piece.x0 - x0 + pw]
     sub[piece.mask > 0] = 0
     occupied = (age != EMPTY).view(np.uint8)

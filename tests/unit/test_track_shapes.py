@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from ewaste_stream.detect import FrameAnalysis
-from ewaste_stream.segment import (join_fragments, parts_fill, piece_from_mask, rect_fill, rect_gain, split_by_core,
-                                   split_piece)
+from ewaste_stream.segment import (EMPTY, _median, join_fragments, merge_footprint, parts_fill, piece_from_mask, rect_fill,
+                                   rect_gain, split_by_core, split_piece)
+from ewaste_stream.track import CameraView
 
 from test_track import FPS, H, W, _tracker
 
@@ -391,3 +392,26 @@ def _run_small(h: int, w: int, contrast: float, gap: int, frames: range = range(
 ])
 def test_small_clear_region_alone_on_the_belt_is_an_item(h, w, contrast, gap, frames, cfg, rows):
     assert _run_small(h, w, contrast, gap, frames, **cfg) == rows
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 1001])
+def test_fast_median_is_numpys(n):
+    rng = np.random.default_rng(n)
+    for a in ((rng.normal(size=n) * 40).astype(np.float32), np.round(rng.normal(size=n) * 3).astype(np.float32)):
+        got = _median(a)
+        assert got == np.median(a) and got.dtype == np.float32
+
+
+def test_footprint_ages_forgets_and_stamps_the_new_piece():
+    age = np.full((4, 6), EMPTY, np.uint8)
+    age[:, :2] = 2  # oldest pixels: forgotten when keep is 2
+    age[:, 2:4] = 0
+    view = CameraView("cam0", 10, 20, age, (age != EMPTY).astype(np.uint8), 0, 0.0, (0, 0, 1, 1), (0.0, 0.0), 1.0,
+                      False, 0)
+    mask = np.ones((4, 3), np.uint8)
+    merge_footprint(view, piece_from_mask(None, mask, 14, 20), keep=2)
+    assert (view.x0, view.y0) == (12, 20)  # the two forgotten columns are cut off
+    assert view.age.tolist() == [[1, 1, 0, 0, 0]] * 4
+    assert view.footprint.tolist() == [[1] * 5] * 4
+    merge_footprint(view, piece_from_mask(None, mask, 16, 20), keep=1)  # age 1 -> 2 > keep: gone
+    assert (view.x0, view.age.tolist()) == (14, [[1, 1, 0, 0, 0]] * 4)

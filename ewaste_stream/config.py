@@ -137,7 +137,7 @@ class TrackerSection(_Section):
     split_min_radius: float = Field(0.014, gt=0, le=0.5)  # ... into parts this thick (x frame height)
     min_item_radius: float = Field(0.0126, ge=0, le=0.5)  # a new region thinner than this (half its thickness, x frame
     # height) is a streak (a shadow's rim, a blurred edge), not an item
-    split_min_rect_gain: float | None = Field(-0.1, ge=-1, le=1)  # ... unless its parts are this much less box-like; None: any
+    split_min_rect_gain: float | None = Field(0.0, ge=-1, le=1)  # ... if its parts are this much more box-like; None: any
     core_split_rect_gain: float | None = Field(0.02, ge=-1, le=1)  # cut a region along its bright/coloured cores when
     # its parts together are this much more box-like (neighbours joined by a dark gap where their shadows overlap); None: off
     fine_split_rect_gain: float | None = Field(0.02, ge=-1, le=1)  # ... the same on the full-resolution picture; None = off

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from ewaste_stream.config import TrackerSection
 from ewaste_stream.detect import FrameAnalysis
 from ewaste_stream.segment import (EMPTY, _median, join_fragments, merge_footprint, parts_fill, piece_from_mask, rect_fill,
                                    rect_gain, split_by_core, split_piece)
@@ -56,6 +57,17 @@ def _diagonal_halves() -> np.ndarray:
     return m & (1 - band)
 
 
+def _slanted_halves() -> np.ndarray:
+    """One long box that a dark band, a little off square across it, almost cuts in two (a
+    bridge in the middle is left): the halves fill their rectangles 0.02 worse than the box."""
+    m = np.zeros((90, 160), np.uint8)
+    m[20:70, 20:140] = 1
+    band = np.zeros_like(m)
+    cv2.line(band, (75, 20), (85, 69), 1, 7)
+    band[40:50, 74:86] = 0  # the bridge
+    return m & (1 - band)
+
+
 def _boxes_with_a_bridge() -> np.ndarray:
     """Two boxes side by side, joined by a thin bridge: two items."""
     m = np.zeros((90, 140), np.uint8)
@@ -70,6 +82,9 @@ def _boxes_with_a_bridge() -> np.ndarray:
     (_diagonal_halves, -0.1, 1),  # the halves are triangles, much less box-like: not cut
     (_boxes_with_a_bridge, None, 2),
     (_boxes_with_a_bridge, -0.1, 2),  # the parts are boxes, more box-like than the pair: cut
+    (_boxes_with_a_bridge, TrackerSection().split_min_rect_gain, 2),
+    (_slanted_halves, -0.1, 2),  # the old default cut one box in two here
+    (_slanted_halves, TrackerSection().split_min_rect_gain, 1),  # the default (0.0): whole
 ])
 def test_split_piece_keeps_a_neck_cut_only_if_the_parts_are_no_less_box_like(make, gain, parts):
     m = make()

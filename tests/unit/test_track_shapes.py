@@ -46,26 +46,25 @@ def _piece(mask):
     return p
 
 
+def _box_cut_by_a_band(size, box, band, bridge) -> np.ndarray:
+    """One box item (``box`` = y0, y1, x0, x1) that a dark band 7 px wide (``band``: its two end
+    points) almost cuts in two; the ``bridge`` (y0, y1, x0, x1) across it is left, a neck."""
+    m = np.zeros(size, np.uint8)
+    m[box[0]:box[1], box[2]:box[3]] = 1
+    cut = np.zeros_like(m)
+    cv2.line(cut, band[0], band[1], 1, 7)
+    cut[bridge[0]:bridge[1], bridge[2]:bridge[3]] = 0
+    return m & (1 - cut)
+
+
 def _diagonal_halves() -> np.ndarray:
-    """One square item that a dark band along its diagonal almost cuts in two triangles (a
-    narrow bridge in the middle is left): split_touching cuts it at that neck."""
-    m = np.zeros((90, 140), np.uint8)
-    m[15:75, 40:100] = 1
-    band = np.zeros_like(m)
-    cv2.line(band, (40, 15), (99, 74), 1, 7)
-    band[40:50, 65:75] = 0  # the bridge
-    return m & (1 - band)
+    """A square cut along its diagonal into two triangles: split_touching cuts it at the neck."""
+    return _box_cut_by_a_band((90, 140), (15, 75, 40, 100), ((40, 15), (99, 74)), (40, 50, 65, 75))
 
 
 def _slanted_halves() -> np.ndarray:
-    """One long box that a dark band, a little off square across it, almost cuts in two (a
-    bridge in the middle is left): the halves fill their rectangles 0.02 worse than the box."""
-    m = np.zeros((90, 160), np.uint8)
-    m[20:70, 20:140] = 1
-    band = np.zeros_like(m)
-    cv2.line(band, (75, 20), (85, 69), 1, 7)
-    band[40:50, 74:86] = 0  # the bridge
-    return m & (1 - band)
+    """A long box cut a little off square: the halves fill their rectangles 0.02 worse than the box."""
+    return _box_cut_by_a_band((90, 160), (20, 70, 20, 140), ((75, 20), (85, 69)), (40, 50, 74, 86))
 
 
 def _boxes_with_a_bridge() -> np.ndarray:

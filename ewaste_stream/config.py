@@ -133,10 +133,10 @@ class TrackerSection(_Section):
     small_item_gap: float = Field(0.028, ge=0, le=0.1)
     small_item_hits: int = Field(12, ge=1)
     join_gap: float = Field(0.0, ge=0, le=0.1)  # a new fragment this close (x frame height) to a compact item joins it
-    split_neck_ratio: float = Field(0.6, gt=0, le=1)  # a new region is cut where it narrows below this x item size
-    split_min_radius: float = Field(0.014, gt=0, le=0.5)  # ... into parts this thick (x frame height)
     min_item_radius: float = Field(0.0126, ge=0, le=0.5)  # a new region thinner than this (half its thickness, x frame
     # height) is a streak (a shadow's rim, a blurred edge), not an item
+    split_neck_ratio: float = Field(0.6, gt=0, le=1)  # a new region is cut where it narrows below this x item size
+    split_min_radius: float = Field(0.014, gt=0, le=0.5)  # ... into parts this thick (x frame height)
     split_min_rect_gain: float | None = Field(0.0, ge=-1, le=1)  # ... if its parts are this much more box-like; None: any
     core_split_rect_gain: float | None = Field(0.02, ge=-1, le=1)  # cut a region along its bright/coloured cores when
     # its parts together are this much more box-like (neighbours joined by a dark gap where their shadows overlap); None: off

@@ -128,8 +128,9 @@ def _entering_groups(rest: np.ndarray, labels: np.ndarray, n: int, near: int, up
 
 def split_piece(piece: Piece, neck_ratio: float, min_radius: float, min_rect_gain: float | None = None) -> list[Piece]:
     """A new piece that is several touching items -> one piece per item (cut at its necks,
-    :func:`split_touching`). With ``min_rect_gain``, the cut is kept only if its parts are
-    at most that much *less* box-like than the piece (:func:`rect_gain`): one item cut
+    :func:`split_touching`). With ``min_rect_gain``, the cut is kept only if even its least
+    box-like part is that much more box-like than the piece (:func:`rect_gain`; a negative
+    value allows that much less): one item cut
     across its middle (a dark band through it) gives two parts that fill their rectangles
     worse than the item did, two items cut apart give parts that fill them better."""
     parts = split_touching(piece.mask, neck_ratio, min_radius)

@@ -1,24 +1,28 @@
 """The live daemon: sources -> pipeline -> decision log + ZeroMQ publisher, with health.
 
-Threads: one capture thread per camera (drop-oldest queues), the pipeline loop (the thread
-that calls ``run``, normally the main thread), the publisher thread (owns the PUB socket),
+Threads: one capture thread per camera (drop-oldest queues), the detector thread
+(:class:`DetectorStage`: belt model and item mask of every frame, earliest frame first), the
+pipeline loop (tracking, views, votes, decisions; the thread that calls ``run``, normally the
+main thread), the pipeline's classifier thread, the publisher thread (owns the PUB socket),
 the HTTP health thread. The pipeline thread never touches a socket and never waits for a
-subscriber.
+subscriber. When the pipeline falls behind, the detector waits (its hand-over queue holds
+``LIVE_ANALYSIS_AHEAD`` frames) and the capture queues drop their oldest frames, counted.
 
-Shutdown (SIGTERM/SIGINT, or every file source ended): stop capture, run the frames already
-queued, ``pipeline.flush`` (decide every item in flight), fsync the log, let the publisher
-send what is queued (bounded by ``publish.drain_timeout_s``), exit 0. A second signal
-interrupts the drain.
+Shutdown (SIGTERM/SIGINT, or every file source ended): stop capture, detect and run the
+frames already queued, ``pipeline.flush`` (decide every item in flight), fsync the log, let
+the publisher send what is queued (bounded by ``publish.drain_timeout_s``), exit 0. A second
+signal interrupts the drain.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import queue
 import secrets
 import signal
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from loguru import logger
 
@@ -28,7 +32,7 @@ from .decision_log import JsonlDecisionLog
 from .messages import Decision, Frame, StatusEvent, StatusKind
 from .metrics import DaemonMetrics, HealthServer, TimedClassifier
 from .publish import CurveServer, DecisionPublisher, DecisionSinks, PublisherOptions
-from .sources import FrameMux, LiveSource, SourceContext, open_live_source, open_reader
+from .sources import LIVE_ANALYSIS_AHEAD, FrameMux, LiveSource, SourceContext, open_live_source, open_reader
 
 PipelineFactory = Callable[..., Any]  # Pipeline(config, classifier, boot_id, on_decision, on_status)
 RECENT_ERROR_S = 10.0  # health stays "degraded" this long after a stage or sink error
@@ -38,6 +42,108 @@ def _default_pipeline_factory() -> PipelineFactory:
     from .pipeline import Pipeline
 
     return Pipeline
+
+
+_END = object()
+
+
+class DetectorStage:
+    """The daemon's detector thread: frames from ``mux`` (earliest first, so each camera's
+    frames in order, as a detector must learn them) -> ``(frame, analyse(frame))`` for the
+    pipeline thread, at most ``ahead`` of them waiting there. The thread takes a frame only
+    when there is room to hand it over, so it never holds a frame while it waits: when the
+    pipeline falls behind, the capture queues drop their oldest frames (counted) and the
+    frame detected next is the newest one, as fresh as it would be with no detector thread.
+    A frame whose ``analyse`` raises goes to ``on_error`` and is skipped; the frames after it
+    go on. ``analyse=None`` hands frames over with no analysis (the pipeline then detects)."""
+
+    def __init__(self, mux: FrameMux, analyse: Callable[[Frame], Any] | None,
+                 on_error: Callable[[Frame, Exception], None], ahead: int = LIVE_ANALYSIS_AHEAD) -> None:
+        self.mux = mux
+        self.analyse = analyse
+        self.on_error = on_error
+        self.analysed = 0
+        self.failed: BaseException | None = None
+        self._q: queue.SimpleQueue = queue.SimpleQueue()  # bounded by _room (the end marker needs none)
+        self._room = threading.Semaphore(max(1, ahead))
+        self._finishing = threading.Event()  # the sources are closed: take what the mux holds, then end
+        self._abort = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="detector", daemon=True)
+
+    def start(self) -> "DetectorStage":
+        self._thread.start()
+        return self
+
+    @property
+    def depth(self) -> int:
+        return self._q.qsize()
+
+    def _work(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - a bug here; the daemon stops cleanly (see Daemon.run)
+            self.failed = exc
+            logger.opt(exception=exc).critical(f"the detector thread failed: {exc}")
+        self._q.put(_END)
+
+    def _loop(self) -> None:
+        while not self._abort.is_set():
+            if not self._room.acquire(timeout=0.1):
+                continue
+            finishing = self._finishing.is_set()  # read before the get: a frame queued before finish() is still taken
+            frame = self.mux.get(0.1)
+            if frame is None:
+                self._room.release()
+                if finishing:
+                    return
+                continue
+            an = None
+            if self.analyse is not None:
+                try:
+                    an = self.analyse(frame)
+                except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the line
+                    self._room.release()
+                    self.on_error(frame, exc)
+                    continue
+            self.analysed += 1
+            self._q.put((frame, an))
+
+    def _take(self, timeout: float) -> tuple[Frame, Any] | None | object:
+        try:
+            item = self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _END:
+            self._q.put(_END)  # keep the end visible to later calls
+        else:
+            self._room.release()
+        return item
+
+    def get(self, timeout: float) -> tuple[Frame, Any] | None:
+        """The next detected frame, or None after ``timeout`` (or once the stage has ended)."""
+        item = self._take(timeout)
+        return None if item is _END else item  # type: ignore[return-value]
+
+    def finish(self) -> Iterator[tuple[Frame, Any]]:
+        """Call after the sources are closed: every frame still queued, detected, in order."""
+        self._finishing.set()
+        self.mux.wake()
+        while True:
+            item = self._take(0.1)
+            if item is _END:
+                return
+            if item is None:
+                if not self._thread.is_alive() and self._q.empty():
+                    return
+                continue
+            yield item  # type: ignore[misc]
+
+    def abort(self) -> None:
+        """Stop now (a second signal, or start-up failed); frames still queued are not run."""
+        self._abort.set()
+        self.mux.wake()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
 
 
 class Daemon:
@@ -59,6 +165,7 @@ class Daemon:
         self._next_housekeeping = 0.0
         self._next_drop_report = 10.0
         self.stage_errors = 0
+        self._error_lock = threading.Lock()
         self.last_seq = 0
         self.metrics = DaemonMetrics(self.snapshot)
         self.ctx = SourceContext(self.clock, self._on_status)
@@ -73,6 +180,7 @@ class Daemon:
         factory = pipeline_factory or _default_pipeline_factory()
         timed = TimedClassifier(classifier, self.metrics.observe_batch)
         self.pipeline = factory(config, timed, self.boot_id, self._on_decision, self._on_status)
+        self.detector = DetectorStage(self.mux, getattr(self.pipeline, "analyse", None), self._detect_failed)
         self.http: HealthServer | None = None
 
     # ---- construction -------------------------------------------------------------------
@@ -108,6 +216,7 @@ class Daemon:
             for src, cam in zip(self.sources, self.config.cameras):
                 src.start(require_open=cam.on_open_failure == "exit")
                 logger.info(f"camera {src.camera}: {src.spec.redacted()} ({src.spec.kind}, {src.fps:.1f} fps)")
+            self.detector.start()
         except BaseException:
             self._close_all(drain=False)
             raise
@@ -120,28 +229,45 @@ class Daemon:
         self.mux.wake()
 
     def run(self) -> int:
-        """The pipeline loop; returns the exit code (0 after a clean drain)."""
-        while not self._stop.is_set():
-            frame = self.mux.get(0.1)
-            self._housekeeping()
-            if frame is not None:
-                self._process(frame)
-            elif all(s.finished for s in self.sources):
-                logger.info("all sources ended")
-                break
-        self._shutdown()
-        return 0
-
-    def _process(self, frame: Frame) -> None:
+        """The pipeline loop; returns the exit code (0 after a clean drain, 1 if the detector
+        thread died: a bug, reported, with every item already in flight still decided)."""
         try:
-            self.pipeline.process(frame)
+            while not self._stop.is_set():
+                item = self.detector.get(0.1)
+                self._housekeeping()
+                if item is not None:
+                    self._process(*item)
+                elif self.detector.failed is not None:
+                    break
+                elif all(s.finished for s in self.sources):
+                    logger.info("all sources ended")
+                    break
+            self._shutdown()
+        finally:
+            self.detector.abort()  # a no-op after a clean drain; after a second signal it stops the thread
+        return 1 if self.detector.failed is not None else 0
+
+    def _process(self, frame: Frame, analysis: Any = None) -> None:
+        try:
+            if analysis is None:
+                self.pipeline.process(frame)
+            else:
+                self.pipeline.process(frame, analysis=analysis)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the line
+            self._stage_error("pipeline", frame, exc)
+
+    def _detect_failed(self, frame: Frame, exc: Exception) -> None:
+        self._stage_error("detector", frame, exc)  # on the detector's thread
+
+    def _stage_error(self, stage: str, frame: Frame, exc: Exception) -> None:
+        with self._error_lock:
             self.stage_errors += 1
-            self._last_error_t = frame.t
-            if self.stage_errors <= 10 or self.stage_errors % 100 == 0:
-                logger.opt(exception=exc).error(f"pipeline failed on {frame.camera} frame {frame.seq} "
-                                                f"({self.stage_errors} errors so far)")
-            self.metrics.on_status(StatusEvent(StatusKind.STAGE_ERROR, "pipeline", frame.t, str(exc)))
+            n = self.stage_errors
+        self._last_error_t = frame.t
+        if n <= 10 or n % 100 == 0:
+            logger.opt(exception=exc).error(f"{stage} failed on {frame.camera} frame {frame.seq} "
+                                            f"({n} errors so far); the frame is skipped")
+        self.metrics.on_status(StatusEvent(StatusKind.STAGE_ERROR, stage, frame.t, str(exc)))
 
     def _housekeeping(self) -> None:
         now = self.clock()
@@ -168,12 +294,13 @@ class Daemon:
         self._state = "stopping"
         for s in self.sources:
             s.close()
-        left = self.mux.drain()
-        for frame in left:
-            self._process(frame)
+        left = 0
+        for frame, analysis in self.detector.finish():
+            self._process(frame, analysis)
+            left += 1
         try:
             flushed = self.pipeline.flush(self.clock())
-            logger.info(f"flushed {len(flushed)} item(s) in flight after {len(left)} queued frame(s)")
+            logger.info(f"flushed {len(flushed)} item(s) in flight after {left} queued frame(s)")
         except Exception as exc:  # noqa: BLE001
             logger.opt(exception=exc).error(f"pipeline flush failed: {exc}")
         close = getattr(self.pipeline, "close", None)
@@ -189,6 +316,8 @@ class Daemon:
     def _close_all(self, drain: bool) -> None:
         for s in self.sources:
             s.close()
+        if not drain:
+            self.detector.abort()
         if self.publisher is not None and self.publisher.started:
             self.publisher.close(self.config.publish.drain_timeout_s if drain else 0.0)
         if self.log is not None:
@@ -231,6 +360,7 @@ class Daemon:
     def snapshot(self) -> dict[str, Any]:
         sources = {s.camera: s.info() for s in self.sources}
         depths = {cam: info["queue_depth"] for cam, info in sources.items()}
+        depths["detector"] = self.detector.depth
         if self.publisher is not None:
             depths["publisher"] = self.publisher.queue_depth
         pub = dataclasses.asdict(self.publisher.stats) if self.publisher else None

@@ -15,8 +15,9 @@ a thread of its own (:func:`analysed`, up to ``ANALYSIS_AHEAD`` frames ahead), t
 voting and deciding on the caller's thread, the classifier on the pipeline's inference
 thread. Each detector still sees its camera's frames in order, so the decisions are the
 same as with everything on one thread (on two cores about 6 % faster; more with more cores).
-``realtime`` detects and tracks on one thread, as the live daemon does, so frames are
-dropped where the daemon would drop them.
+``realtime`` is built as the live daemon is (``app.DetectorStage``): the detector may run
+``LIVE_ANALYSIS_AHEAD`` frames ahead and otherwise waits, and the paced frames queue drops
+its oldest, so frames are dropped where the daemon would drop them.
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ from loguru import logger
 from .config import CameraSection, Config
 from .detect import working_size
 from .messages import Decision, Frame, StatusEvent
+from .sources import LIVE_ANALYSIS_AHEAD
 from .videofiles import (FileReader, Pacer, ReplayError, VideoInfo, merged_frames, probe, put_unless_stopped,
                          rss_mb)
 
 __all__ = ["ReplayError", "ReplaySummary", "VideoInfo", "format_summary", "probe", "replay_files", "rss_mb"]
 
 
-ANALYSIS_AHEAD = 4  # frames the detector's thread may run ahead of the tracker
+ANALYSIS_AHEAD = 4  # frames the detector's thread may run ahead of the tracker (LIVE_ANALYSIS_AHEAD with realtime)
 
 
 class _Failed:
@@ -183,11 +185,8 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
 
         annotator = Annotator(annotate, infos[0].fps, (infos[0].width, infos[0].height), run.pipe)
     try:
-        frames = run.source(realtime, loops, stop)
-        if realtime:  # as the live daemon: one thread detects and tracks, so frames drop as they would there
-            frames = ((frame, t_read, small, None) for frame, t_read, small in frames)
-        else:
-            frames = analysed(frames, run.pipe.analyse, stop)
+        frames = analysed(run.source(realtime, loops, stop), run.pipe.analyse, stop,
+                          LIVE_ANALYSIS_AHEAD if realtime else ANALYSIS_AHEAD)
         run.loop(frames, stop, on_frame, annotator)
     finally:
         stop.set()
@@ -298,7 +297,7 @@ def format_summary(s: ReplaySummary) -> str:
         "rejects: " + (", ".join(f"{k} {v}" for k, v in sorted(s.rejects.items())) or "none"),
         f"decision latency: stream p50 {s.latency_ms_p50} ms, p99 {s.latency_ms_p99} ms (line -> decision); "
         f"wall p50 {s.wall_latency_ms_p50} ms, p99 {s.wall_latency_ms_p99} ms (frame read -> decision)",
-        "stage time (s busy; the classifier, and detect unless --realtime, run on threads of their own): "
+        "stage time (s busy; the classifier and detect run on threads of their own): "
         + ", ".join(f"{k} {v:.2f}" for k, v in s.stage_s.items())
         + f", classifier thread {s.inference_s:.2f}",
         f"memory: RSS {s.rss_mb_start:.0f} MB at start, {s.rss_mb_end:.0f} MB at end",

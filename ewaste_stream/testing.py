@@ -53,6 +53,8 @@ class StubPipeline:
         self.on_decision = on_decision
         self.every = every
         self.frames = 0
+        self.analysed = 0
+        self.mismatched = 0
         self.seq = 0
         self._pending = False
 
@@ -62,7 +64,14 @@ class StubPipeline:
         self.on_decision(d)
         return d
 
-    def process(self, frame: Frame) -> list[Decision]:
+    def analyse(self, frame: Frame, small=None):  # noqa: ANN001, ANN201
+        """Stands for the detector's step: a token naming the frame (``process`` checks it)."""
+        self.analysed += 1
+        return ("analysis", frame.camera, frame.seq)
+
+    def process(self, frame: Frame, small=None, analysis=None) -> list[Decision]:  # noqa: ANN001
+        if analysis is not None and analysis != ("analysis", frame.camera, frame.seq):
+            self.mismatched += 1  # a frame handed over with another frame's analysis
         self.frames += 1
         self._pending = True
         if self.frames % self.every == 0:
@@ -77,7 +86,7 @@ class StubPipeline:
         return []
 
     def stats(self) -> dict:
-        return {"frames": self.frames, "decisions": self.seq}
+        return {"frames": self.frames, "analysed": self.analysed, "mismatched": self.mismatched, "decisions": self.seq}
 
 
 class StubClassifier:

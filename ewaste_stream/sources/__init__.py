@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 from .file import FileSource
 from .live import LivePolicy, LiveSource, SourceContext
 from .opencv import SourceOpenError, open_reader
-from .queue import FrameMux, FrameQueue
+from .queue import LIVE_ANALYSIS_AHEAD, FrameMux, FrameQueue
 from .spec import SourceSpec, parse_source
 
 if TYPE_CHECKING:
     from ..config import CameraSection
 
 __all__ = [
-    "FileSource", "FrameMux", "FrameQueue", "LivePolicy", "LiveSource", "SourceContext",
+    "LIVE_ANALYSIS_AHEAD", "FileSource", "FrameMux", "FrameQueue", "LivePolicy", "LiveSource", "SourceContext",
     "SourceOpenError", "SourceSpec", "open_live_source", "open_reader", "parse_source",
 ]
 

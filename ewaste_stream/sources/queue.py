@@ -15,6 +15,7 @@ from typing import Literal, Sequence
 from ..messages import Frame
 
 DropPolicy = Literal["drop_oldest", "drop_newest"]
+LIVE_ANALYSIS_AHEAD = 1  # live: detected frames that may wait for the tracker (app.DetectorStage); more adds latency
 
 
 class FrameQueue:

@@ -108,6 +108,38 @@ def test_daemon_source_late_gone_and_back_with_health(tmp_path):
     assert 'ewaste_decisions_total{label="Mouse",reject_reason=""}' in metrics
 
 
+class _DetectorFailsOnFrame3(StubPipeline):
+    """Records which thread detects; frame 3's detection raises."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.threads: set[str] = set()
+        self.main_thread = ""
+
+    def analyse(self, frame, small=None):  # noqa: ANN001, ANN201
+        self.threads.add(threading.current_thread().name)
+        if frame.seq == 3:
+            raise ValueError("detector broke on this frame")
+        return super().analyse(frame, small)
+
+    def process(self, frame, small=None, analysis=None):  # noqa: ANN001, ANN201
+        self.main_thread = threading.current_thread().name
+        return super().process(frame, small, analysis)
+
+
+def test_daemon_detects_on_its_own_thread_and_skips_a_frame_whose_detection_fails(tmp_path):
+    video = write_test_video(tmp_path / "belt.mp4", frames=10)
+    daemon = Daemon(_config(tmp_path, video, loop=False), StubClassifier(), pipeline_factory=_DetectorFailsOnFrame3)
+    daemon.start()
+    assert daemon.run() == 0  # runs until the file ends, then drains
+    pipe = daemon.pipeline
+    assert pipe.threads == {"detector"} and pipe.main_thread == threading.current_thread().name
+    assert daemon.stage_errors == 1 and daemon.detector.analysed == 9
+    assert pipe.frames == 9 and pipe.mismatched == 0  # every other frame run, each with its own analysis
+    logged = [r["seq"] for r in read_decisions(tmp_path / "d.jsonl")]
+    assert logged == [1, 2, 3, 4, 5]  # 9 frames, one decision per two, the last item flushed
+
+
 _STUB_DAEMON = """
 import sys
 from ewaste_stream.app import Daemon, run_daemon

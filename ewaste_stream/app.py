@@ -238,6 +238,8 @@ class Daemon:
                 if item is not None:
                     self._process(*item)
                 elif self.detector.failed is not None:
+                    logger.error("stopping: the detector thread failed (above); deciding the items in flight, exit 1 "
+                                 "(a bug: please report it with the log)")
                     break
                 elif all(s.finished for s in self.sources):
                     logger.info("all sources ended")

@@ -140,6 +140,24 @@ def test_daemon_detects_on_its_own_thread_and_skips_a_frame_whose_detection_fail
     assert logged == [1, 2, 3, 4, 5]  # 9 frames, one decision per two, the last item flushed
 
 
+class _DetectorDiesOnFrame5(StubPipeline):
+    def analyse(self, frame, small=None):  # noqa: ANN001, ANN201
+        if frame.seq == 5:
+            raise SystemExit("not an Exception: escapes the per-frame handler, as a bug in the stage would")
+        return super().analyse(frame, small)
+
+
+def test_daemon_whose_detector_thread_dies_decides_what_it_has_and_exits_1(tmp_path):
+    video = write_test_video(tmp_path / "belt.mp4", frames=10)
+    daemon = Daemon(_config(tmp_path, video, loop=False), StubClassifier(), pipeline_factory=_DetectorDiesOnFrame5)
+    daemon.start()
+    assert daemon.run() == 1
+    assert isinstance(daemon.detector.failed, SystemExit)
+    assert daemon.pipeline.frames == 5  # frames 0-4
+    logged = [r["seq"] for r in read_decisions(tmp_path / "d.jsonl")]
+    assert logged == [1, 2, 3]  # two made while running, the pending item flushed at the end
+
+
 _STUB_DAEMON = """
 import sys
 from ewaste_stream.app import Daemon, run_daemon

@@ -91,6 +91,11 @@ def scrape(http_port: int) -> dict[str, float]:
             text = r.read().decode()
     except OSError:
         return {}
+    return parse_metrics(text)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text -> {'name{labels}': value}."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = re.match(r"^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
@@ -102,6 +107,17 @@ def scrape(http_port: int) -> dict[str, float]:
 
 def metric_sum(metrics: dict[str, float], name: str) -> float:
     return sum(v for k, v in metrics.items() if k == name or k.startswith(name + "{"))
+
+
+def age_counts(metrics: dict[str, float]) -> dict[str, int]:
+    """Decisions published within each bucket of the daemon's ``ewaste_decision_age_seconds``
+    (clock at publish time - line crossing, backlog included): ``{"<=0.05": n, ..., "all": n}``."""
+    out = {}
+    for k, v in metrics.items():
+        if k.startswith("ewaste_decision_age_seconds_bucket{"):
+            le = k.split('le="', 1)[1].split('"', 1)[0]
+            out["all" if le == "+Inf" else f"<={float(le):g}"] = int(v)
+    return out
 
 
 def run_soak(args: argparse.Namespace) -> dict:
@@ -168,6 +184,7 @@ def report(args, meta, trace, metrics, rc, listen_rc, wall) -> dict:  # noqa: AN
         "frames_captured": int(stopped.group(5)) if stopped else metric_sum(metrics, "ewaste_frames_captured_total"),
         "frames_dropped": int(stopped.group(6)) if stopped else metric_sum(metrics, "ewaste_frames_dropped_total"),
         "late_decisions": metric_sum(metrics, "ewaste_late_decisions_total"),
+        "decision_age_s": age_counts(metrics),  # decisions published within N s of the line crossing
         "rejects": sum(1 for r in logged_rows if r["label"] == "reject"),
         "rss_trace": trace,
     }

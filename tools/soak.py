@@ -184,7 +184,7 @@ def report(args, meta, trace, metrics, rc, listen_rc, wall) -> dict:  # noqa: AN
         "frames_captured": int(stopped.group(5)) if stopped else metric_sum(metrics, "ewaste_frames_captured_total"),
         "frames_dropped": int(stopped.group(6)) if stopped else metric_sum(metrics, "ewaste_frames_dropped_total"),
         "late_decisions": metric_sum(metrics, "ewaste_late_decisions_total"),
-        "decision_age_s": age_counts(metrics),  # decisions published within N s of the line crossing
+        "decision_age_s": age_counts(metrics),  # published within N s of the line crossing (at the last scrape, before the stop)
         "rejects": sum(1 for r in logged_rows if r["label"] == "reject"),
         "rss_trace": trace,
     }

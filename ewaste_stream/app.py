@@ -5,8 +5,9 @@ Threads: one capture thread per camera (drop-oldest queues), the detector thread
 pipeline loop (tracking, views, votes, decisions; the thread that calls ``run``, normally the
 main thread), the pipeline's classifier thread, the publisher thread (owns the PUB socket),
 the HTTP health thread. The pipeline thread never touches a socket and never waits for a
-subscriber. When the pipeline falls behind, the detector waits (its hand-over queue holds
-``LIVE_ANALYSIS_AHEAD`` frames) and the capture queues drop their oldest frames, counted.
+subscriber. When the pipeline falls behind, the detector waits with no frame in hand (at most
+``LIVE_ANALYSIS_AHEAD`` detected frames wait for the pipeline) and the capture queues drop
+their oldest frames, counted.
 
 Shutdown (SIGTERM/SIGINT, or every file source ended): stop capture, detect and run the
 frames already queued, ``pipeline.flush`` (decide every item in flight), fsync the log, let

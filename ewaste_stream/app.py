@@ -18,7 +18,6 @@ signal interrupts the drain.
 from __future__ import annotations
 
 import dataclasses
-import queue
 import secrets
 import signal
 import threading
@@ -27,6 +26,7 @@ from typing import Any, Callable, Iterator
 
 from loguru import logger
 
+from .ahead import DONE, AheadStage
 from .clock import Clock, MonotonicClock, StreamClock
 from .config import Config
 from .decision_log import JsonlDecisionLog
@@ -45,106 +45,32 @@ def _default_pipeline_factory() -> PipelineFactory:
     return Pipeline
 
 
-_END = object()
-
-
-class DetectorStage:
+class DetectorStage(AheadStage):
     """The daemon's detector thread: frames from ``mux`` (earliest first, so each camera's
     frames in order, as a detector must learn them) -> ``(frame, analyse(frame))`` for the
-    pipeline thread, at most ``ahead`` of them waiting there. The thread takes a frame only
-    when there is room to hand it over, so it never holds a frame while it waits: when the
-    pipeline falls behind, the capture queues drop their oldest frames (counted) and the
-    frame detected next is the newest one, as fresh as it would be with no detector thread.
-    A frame whose ``analyse`` raises goes to ``on_error`` and is skipped; the frames after it
-    go on. ``analyse=None`` hands frames over with no analysis (the pipeline then detects)."""
+    pipeline thread, at most ``ahead`` of them waiting there (see :mod:`.ahead`: the thread
+    never holds a frame while it waits, so when the pipeline falls behind the capture queues
+    drop their oldest frames, counted, and the frame detected next is the newest one). A frame
+    whose ``analyse`` raises goes to ``on_error`` and is skipped; the frames after it go on.
+    ``analyse=None`` hands frames over with no analysis (the pipeline then detects)."""
 
     def __init__(self, mux: FrameMux, analyse: Callable[[Frame], Any] | None,
                  on_error: Callable[[Frame, Exception], None], ahead: int = LIVE_ANALYSIS_AHEAD) -> None:
         self.mux = mux
-        self.analyse = analyse
-        self.on_error = on_error
-        self.analysed = 0
-        self.failed: BaseException | None = None
-        self._q: queue.SimpleQueue = queue.SimpleQueue()  # bounded by _room (the end marker needs none)
-        self._room = threading.Semaphore(max(1, ahead))
         self._finishing = threading.Event()  # the sources are closed: take what the mux holds, then end
-        self._abort = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="detector", daemon=True)
+        super().__init__(self._take_frame, analyse or (lambda frame: None), ahead=ahead, on_error=on_error,
+                         wake=mux.wake, name="detector")
 
-    def start(self) -> "DetectorStage":
-        self._thread.start()
-        return self
-
-    @property
-    def depth(self) -> int:
-        return self._q.qsize()
-
-    def _work(self) -> None:
-        try:
-            self._loop()
-        except BaseException as exc:  # noqa: BLE001 - a bug here; the daemon stops cleanly (see Daemon.run)
-            self.failed = exc
-            logger.opt(exception=exc).critical(f"the detector thread failed: {exc}")
-        self._q.put(_END)
-
-    def _loop(self) -> None:
-        while not self._abort.is_set():
-            if not self._room.acquire(timeout=0.1):
-                continue
-            finishing = self._finishing.is_set()  # read before the get: a frame queued before finish() is still taken
-            frame = self.mux.get(0.1)
-            if frame is None:
-                self._room.release()
-                if finishing:
-                    return
-                continue
-            an = None
-            if self.analyse is not None:
-                try:
-                    an = self.analyse(frame)
-                except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the line
-                    self._room.release()
-                    self.on_error(frame, exc)
-                    continue
-            self.analysed += 1
-            self._q.put((frame, an))
-
-    def _take(self, timeout: float) -> tuple[Frame, Any] | None | object:
-        try:
-            item = self._q.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if item is _END:
-            self._q.put(_END)  # keep the end visible to later calls
-        else:
-            self._room.release()
-        return item
-
-    def get(self, timeout: float) -> tuple[Frame, Any] | None:
-        """The next detected frame, or None after ``timeout`` (or once the stage has ended)."""
-        item = self._take(timeout)
-        return None if item is _END else item  # type: ignore[return-value]
+    def _take_frame(self, timeout: float) -> Frame | object | None:
+        finishing = self._finishing.is_set()  # read before the get: a frame queued before finish() is still taken
+        frame = self.mux.get(timeout)
+        return DONE if frame is None and finishing else frame
 
     def finish(self) -> Iterator[tuple[Frame, Any]]:
         """Call after the sources are closed: every frame still queued, detected, in order."""
         self._finishing.set()
         self.mux.wake()
-        while True:
-            item = self._take(0.1)
-            if item is _END:
-                return
-            if item is None:
-                if not self._thread.is_alive() and self._q.empty():
-                    return
-                continue
-            yield item  # type: ignore[misc]
-
-    def abort(self) -> None:
-        """Stop now (a second signal, or start-up failed); frames still queued are not run."""
-        self._abort.set()
-        self.mux.wake()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
+        return self.drain()
 
 
 class Daemon:
@@ -239,8 +165,9 @@ class Daemon:
                 if item is not None:
                     self._process(*item)
                 elif self.detector.failed is not None:
-                    logger.error("stopping: the detector thread failed (above); deciding the items in flight, exit 1 "
-                                 "(a bug: please report it with the log)")
+                    logger.opt(exception=self.detector.failed).critical(
+                        f"stopping: the detector thread failed ({self.detector.failed!r}); deciding the items in "
+                        "flight, exit 1 (a bug: please report it with this log)")
                     break
                 elif all(s.finished for s in self.sources):
                     logger.info("all sources ended")

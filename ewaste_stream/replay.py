@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import queue
 import threading
 import time
 from collections import deque
@@ -35,12 +34,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from loguru import logger
 
+from .ahead import DONE, AheadStage
 from .config import CameraSection, Config
 from .detect import working_size
 from .messages import Decision, Frame, StatusEvent
 from .sources import LIVE_ANALYSIS_AHEAD
-from .videofiles import (FileReader, Pacer, ReplayError, VideoInfo, merged_frames, probe, put_unless_stopped,
-                         rss_mb)
+from .videofiles import FileReader, Pacer, ReplayError, VideoInfo, merged_frames, probe, rss_mb
 
 __all__ = ["ReplayError", "ReplaySummary", "VideoInfo", "format_summary", "probe", "replay_files", "rss_mb"]
 
@@ -48,54 +47,30 @@ __all__ = ["ReplayError", "ReplaySummary", "VideoInfo", "format_summary", "probe
 ANALYSIS_AHEAD = 4  # frames the detector's thread may run ahead of the tracker (LIVE_ANALYSIS_AHEAD with realtime)
 
 
-class _Failed:
-    """The analysis thread's exception, handed to the consumer."""
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-_DONE = object()
-
-
 def analysed(source, analyse: Callable[[Frame, Any], Any], stop: threading.Event,  # noqa: ANN001, ANN201
              ahead: int = ANALYSIS_AHEAD):
     """``(frame, t_read, small)`` items of ``source`` -> ``(frame, t_read, small, analysis)``.
 
-    ``analyse`` runs on a thread of its own, in order, at most ``ahead`` frames ahead of the
-    consumer (a bounded queue: the thread waits, nothing is dropped). An exception there is
-    raised here, after the frames before it. Ends when ``source`` does or ``stop`` is set; when
-    the consumer stops early it sets ``stop`` so the thread (and the file readers) end too."""
-    q: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+    ``analyse`` runs on a thread of its own (:class:`~.ahead.AheadStage`), in order, at most
+    ``ahead`` frames ahead of the consumer; the thread takes the next frame from ``source`` only
+    when there is room to hand it over (nothing is dropped here; a paced ``--realtime`` source
+    drops its oldest frames itself, as a camera queue does). An exception there is raised here,
+    after the frames before it. Ends when ``source`` does or ``stop`` is set; when the consumer
+    stops early it sets ``stop`` so the thread (and the file readers) end too."""
+    frames = iter(source)
 
-    def work() -> None:
-        try:
-            for frame, t_read, small in source:
-                if stop.is_set() or not put_unless_stopped(q, (frame, t_read, small, analyse(frame, small)), stop):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - raised again in the consumer
-            put_unless_stopped(q, _Failed(exc), stop)
-            return
-        put_unless_stopped(q, _DONE, stop)
+    def take(_timeout: float) -> Any:
+        return DONE if stop.is_set() else next(frames, DONE)
 
-    thread = threading.Thread(target=work, name="analysis", daemon=True)
-    thread.start()
+    stage = AheadStage(take, lambda item: analyse(item[0], item[2]), ahead=ahead, name="analysis").start()
     try:
-        while True:
-            try:
-                item = q.get(timeout=0.1)
-            except queue.Empty:
-                if stop.is_set() or (not thread.is_alive() and q.empty()):
-                    return
-                continue
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.exc
-            yield item
+        for (frame, t_read, small), an in stage.drain(until=stop):
+            yield frame, t_read, small, an
+        if stage.failed is not None:
+            raise stage.failed
     finally:
         stop.set()
-        thread.join(timeout=5.0)
+        stage.abort()
 
 
 @dataclass(slots=True)

@@ -134,7 +134,7 @@ def test_daemon_detects_on_its_own_thread_and_skips_a_frame_whose_detection_fail
     assert daemon.run() == 0  # runs until the file ends, then drains
     pipe = daemon.pipeline
     assert pipe.threads == {"detector"} and pipe.main_thread == threading.current_thread().name
-    assert daemon.stage_errors == 1 and daemon.detector.analysed == 9
+    assert daemon.stage_errors == 1 and daemon.detector.processed == 9
     assert pipe.frames == 9 and pipe.mismatched == 0  # every other frame run, each with its own analysis
     logged = [r["seq"] for r in read_decisions(tmp_path / "d.jsonl")]
     assert logged == [1, 2, 3, 4, 5]  # 9 frames, one decision per two, the last item flushed

@@ -1,4 +1,4 @@
-"""The live daemon's detector thread (``app.DetectorStage``): order, hand-over without drops,
+"""The detector thread (``ahead.AheadStage``, as ``app.DetectorStage`` in the live daemon): order,
 a failing frame skipped, the drain at shutdown, abort."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_frames_are_detected_on_one_other_thread_in_time_order_and_a_failing_one
     assert [an for _, an in got] == [_token(f) for f, _ in got]  # each frame with its own analysis
     assert len(got) == 9 and ("b", 1) not in [_token(f) for f, _ in got]
     assert errors == [("b", 1, "corrupt frame")]
-    assert threads == {"detector"} and stage.analysed == 9 and stage.failed is None
+    assert threads == {"detector"} and stage.processed == 9 and stage.failed is None
 
 
 def test_a_slow_consumer_makes_the_detector_wait_not_drop():
@@ -68,10 +68,10 @@ def test_the_detector_takes_a_frame_only_when_it_can_hand_it_over_so_capture_dro
         q.put(_frame("a", i, i / 60))  # frames 0 and 1 dropped
     stage = DetectorStage(FrameMux([q]), _token, lambda f, e: None, ahead=1).start()
     for _ in range(500):  # poll (bounded) until frame 2 is detected and waits for the pipeline
-        if stage.analysed:
+        if stage.processed:
             break
         stage._thread.join(0.01)
-    assert stage.analysed == 1 and len(q) == 2  # frames 3 and 4 stay with the camera
+    assert stage.processed == 1 and len(q) == 2  # frames 3 and 4 stay with the camera
     for i in (5, 6):
         q.put(_frame("a", i, i / 60))  # the camera goes on: frame 3, the oldest, is dropped
     got = [an for _, an in stage.finish()]
@@ -110,7 +110,7 @@ def test_abort_stops_the_thread_without_running_the_rest():
     release.set()
     stage.abort()
     assert not stage._thread.is_alive()
-    assert stage.analysed < 20 and len(q) > 0
+    assert stage.processed < 20 and len(q) > 0
 
 
 def test_a_bug_in_the_stage_itself_is_reported_and_ends_it():

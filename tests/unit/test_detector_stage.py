@@ -1,5 +1,5 @@
-"""The detector thread (``ahead.AheadStage``, as ``app.DetectorStage`` in the live daemon): order,
-a failing frame skipped, the drain at shutdown, abort."""
+"""The detector thread (``ahead.AheadStage``, as ``app.DetectorStage`` in the live daemon): order, hand-over
+without drops, a stale frame left to the camera queue, a failing frame skipped, the drain at shutdown, abort."""
 
 from __future__ import annotations
 

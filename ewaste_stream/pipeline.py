@@ -7,7 +7,7 @@
 
 The classifier runs on its own thread (``batching.InferenceWorker``) and overlaps with the
 next frames' detection. The detector's step (:meth:`Pipeline.analyse`) may run on a thread of
-its own too, ahead of the tracker (the replay does: ``replay.analysed``).
+its own too, ahead of the tracker (``ahead.AheadStage``: the replay and the live daemon do).
 
 Determinism does not depend on how fast the classifier is: an item is decided
 in the step where its centroid crosses the decision line (or its track is lost), and that

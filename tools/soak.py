@@ -109,15 +109,20 @@ def metric_sum(metrics: dict[str, float], name: str) -> float:
     return sum(v for k, v in metrics.items() if k == name or k.startswith(name + "{"))
 
 
-def age_counts(metrics: dict[str, float]) -> dict[str, int]:
-    """Decisions published within each bucket of the daemon's ``ewaste_decision_age_seconds``
-    (clock at publish time - line crossing, backlog included): ``{"<=0.05": n, ..., "all": n}``."""
+def bucket_counts(metrics: dict[str, float], histogram: str) -> dict[str, int]:
+    """A Prometheus histogram's cumulative buckets: ``{"<=0.05": n, ..., "all": n}``."""
     out = {}
     for k, v in metrics.items():
-        if k.startswith("ewaste_decision_age_seconds_bucket{"):
+        if k.startswith(histogram + "_bucket{"):
             le = k.split('le="', 1)[1].split('"', 1)[0]
             out["all" if le == "+Inf" else f"<={float(le):g}"] = int(v)
     return out
+
+
+def age_counts(metrics: dict[str, float]) -> dict[str, int]:
+    """Decisions published within each bucket of the daemon's ``ewaste_decision_age_seconds``
+    (clock at publish time - line crossing, backlog included)."""
+    return bucket_counts(metrics, "ewaste_decision_age_seconds")
 
 
 def run_soak(args: argparse.Namespace) -> dict:
@@ -184,6 +189,7 @@ def report(args, meta, trace, metrics, rc, listen_rc, wall) -> dict:  # noqa: AN
         "frames_captured": int(stopped.group(5)) if stopped else metric_sum(metrics, "ewaste_frames_captured_total"),
         "frames_dropped": int(stopped.group(6)) if stopped else metric_sum(metrics, "ewaste_frames_dropped_total"),
         "late_decisions": metric_sum(metrics, "ewaste_late_decisions_total"),
+        "classifier_batch_size": bucket_counts(metrics, "ewaste_inference_batch_size"),  # classifier calls by batch size
         "decision_age_s": age_counts(metrics),  # published within N s of the line crossing (at the last scrape, before the stop)
         "rejects": sum(1 for r in logged_rows if r["label"] == "reject"),
         "rss_trace": trace,

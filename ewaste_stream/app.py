@@ -30,7 +30,7 @@ from .ahead import DONE, AheadStage
 from .clock import Clock, MonotonicClock, StreamClock
 from .config import Config
 from .decision_log import JsonlDecisionLog
-from .messages import Decision, Frame, StatusEvent, StatusKind
+from .messages import REJECT_LABEL, Decision, Frame, StatusEvent, StatusKind
 from .metrics import DaemonMetrics, HealthServer, TimedClassifier
 from .publish import CurveServer, DecisionPublisher, DecisionSinks, PublisherOptions
 from .sources import LIVE_ANALYSIS_AHEAD, FrameMux, LiveSource, SourceContext, open_live_source, open_reader
@@ -43,6 +43,22 @@ def _default_pipeline_factory() -> PipelineFactory:
     from .pipeline import Pipeline
 
     return Pipeline
+
+
+@dataclasses.dataclass
+class PeriodTally:
+    """What the daemon's periodic summary line reports: decisions since the last line."""
+
+    decisions: int = 0
+    rejects: int = 0
+    late: int = 0  # published after the actuator deadline
+    oldest_s: float = 0.0  # the largest (clock at publish - line crossing)
+
+    def add(self, d: Decision, now: float) -> None:
+        self.decisions += 1
+        self.rejects += d.label == REJECT_LABEL
+        self.late += d.deadline is not None and max(d.t_decided, now) > d.deadline
+        self.oldest_s = max(self.oldest_s, now - d.t_cross)
 
 
 class DetectorStage(AheadStage):
@@ -91,6 +107,10 @@ class Daemon:
         self._ended: set[str] = set()
         self._next_housekeeping = 0.0
         self._next_drop_report = 10.0
+        self._tally = PeriodTally()
+        self._tally_lock = threading.Lock()  # decisions come from the pipeline thread, the line from housekeeping
+        self._summary_from = (0.0, {}, 0)  # (time, {camera: (captured, dropped)}, stage errors) at the last line
+        self._next_summary = config.logging.summary_every_s or float("inf")
         self.stage_errors = 0
         self._error_lock = threading.Lock()
         self.last_seq = 0
@@ -213,6 +233,9 @@ class Daemon:
                     camera_ended(s.camera, now)  # decide from the other cameras from now on
         if self.log is not None:
             self.log.tick()
+        if now >= self._next_summary:
+            self._next_summary = now + (self.config.logging.summary_every_s or float("inf"))
+            logger.info(self.summary_line(now))
         if now >= self._next_drop_report:
             self._next_drop_report = now + 10.0
             for cam, n in self._drops_since_report.items():
@@ -236,6 +259,8 @@ class Daemon:
         close = getattr(self.pipeline, "close", None)
         if close is not None:
             close()  # the pipeline's classifier thread
+        if self.config.logging.summary_every_s:
+            logger.info(self.summary_line(self.clock()))
         self._close_all(drain=True)
         pub = self.publisher.stats if self.publisher else None
         logger.info(f"stopped: last seq {self.last_seq}, boot {self.boot_id}, "
@@ -256,11 +281,29 @@ class Daemon:
             self.http.close()
             self.http = None
 
+    def summary_line(self, now: float) -> str:
+        """One line on the period since the last one (the tally starts again)."""
+        t0, before, errors0 = self._summary_from
+        with self._tally_lock:
+            tally, self._tally = self._tally, PeriodTally()
+        cams = {s.camera: (s.frames_captured, s.queue.dropped) for s in self.sources}
+        self._summary_from = (now, cams, self.stage_errors)
+        span = max(now - t0, 1e-9)
+        frames = ", ".join(f"{cam} {c - before.get(cam, (0, 0))[0]} captured / {d - before.get(cam, (0, 0))[1]} dropped"
+                           for cam, (c, d) in cams.items())
+        rej = 100.0 * tally.rejects / tally.decisions if tally.decisions else 0.0
+        return (f"last {span:.0f} s: {tally.decisions} decisions ({tally.decisions / span:.1f}/s), "
+                f"{tally.rejects} rejected ({rej:.1f} %), {tally.late} late, oldest published "
+                f"{1000 * tally.oldest_s:.0f} ms after the line; frames {frames}; "
+                f"stage errors {self.stage_errors - errors0}; status {self.status()}")
+
     # ---- callbacks ----------------------------------------------------------------------
     def _on_decision(self, d: Decision) -> None:
         if d.wall_decided is None:
             d = dataclasses.replace(d, wall_decided=self._wall())
         self.last_seq = d.seq
+        with self._tally_lock:
+            self._tally.add(d, self.clock())
         self.sinks(d)
 
     def _on_status(self, ev: StatusEvent) -> None:

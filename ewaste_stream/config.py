@@ -257,6 +257,7 @@ class LoggingSection(_Section):
     file: Path | None = Path("runs/ewaste-stream.log")
     rotation: str = "50 MB"
     retention: int = Field(10, ge=1)
+    summary_every_s: float | None = Field(60.0, gt=0)  # live: one summary line per period (None: off)
 
 
 class Config(_Section):

@@ -47,3 +47,40 @@ def test_timed_classifier_observes_batches_and_passes_through():
 
     out = clf.predict([np.zeros((8, 8, 3), np.uint8)] * 3)
     assert out.shape == (3, 2) and seen == [3] and clf.class_names == ("Mouse", "PCB") and clf.name == "stub"
+
+
+def test_daemon_logs_one_summary_line_per_period():
+    from loguru import logger
+
+    from ewaste_stream.app import Daemon
+    from ewaste_stream.clock import FakeClock
+    from ewaste_stream.config import load_config
+    from ewaste_stream.testing import StubPipeline
+
+    cfg = load_config(None, {"cameras": [{"id": "cam0", "source": "/nowhere/belt.mp4"}],
+                             "publish": {"endpoint": None, "decisions_log": None}, "metrics": {"listen": None},
+                             "logging": {"file": None, "summary_every_s": 60}})
+    clock = FakeClock()
+    daemon = Daemon(cfg, StubClassifier(), clock=clock, pipeline_factory=StubPipeline)
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+    try:
+        clock.advance(10.0)
+        daemon._on_decision(make_decision(1, t=9.0))  # crossed at 9.5, published at 10: on time
+        daemon._on_decision(make_decision(2, t=8.0))  # deadline 9.0: late, 1.5 s after its crossing
+        daemon._on_decision(make_decision(3, label="reject", t=9.3))
+        daemon.sources[0].queue.dropped = 4
+        clock.advance(49.0)
+        daemon._housekeeping()  # t = 59: not yet
+        assert not [x for x in lines if x.startswith("last ")]
+        clock.advance(1.0)
+        daemon._housekeeping()
+        clock.advance(60.0)
+        daemon._housekeeping()
+    finally:
+        logger.remove(sink)
+    summary = [x for x in lines if x.startswith("last ")]
+    assert len(summary) == 2
+    assert summary[0].startswith("last 60 s: 3 decisions (0.1/s), 1 rejected (33.3 %), 1 late, oldest published "
+                                 "1500 ms after the line; frames cam0 0 captured / 4 dropped; stage errors 0")
+    assert summary[1].startswith("last 60 s: 0 decisions (0.0/s), 0 rejected (0.0 %), 0 late") and "/ 0 dropped" in summary[1]

@@ -108,7 +108,7 @@ class Daemon:
         self._next_housekeeping = 0.0
         self._next_drop_report = 10.0
         self._tally = PeriodTally()
-        self._tally_lock = threading.Lock()  # decisions come from the pipeline thread, the line from housekeeping
+        self._tally_lock = threading.Lock()  # summary_line may be asked for from another thread than the pipeline's
         self._summary_from = (0.0, {}, 0)  # (time, {camera: (captured, dropped)}, stage errors) at the last line
         self._next_summary = config.logging.summary_every_s or float("inf")
         self.stage_errors = 0

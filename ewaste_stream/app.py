@@ -31,7 +31,7 @@ from .clock import Clock, MonotonicClock, StreamClock
 from .config import Config
 from .decision_log import JsonlDecisionLog
 from .messages import REJECT_LABEL, Decision, Frame, StatusEvent, StatusKind
-from .metrics import DaemonMetrics, HealthServer, TimedClassifier
+from .metrics import DaemonMetrics, HealthServer, TimedClassifier, published_late
 from .publish import CurveServer, DecisionPublisher, DecisionSinks, PublisherOptions
 from .sources import LIVE_ANALYSIS_AHEAD, FrameMux, LiveSource, SourceContext, open_live_source, open_reader
 
@@ -57,7 +57,7 @@ class PeriodTally:
     def add(self, d: Decision, now: float) -> None:
         self.decisions += 1
         self.rejects += d.label == REJECT_LABEL
-        self.late += d.deadline is not None and max(d.t_decided, now) > d.deadline
+        self.late += published_late(d, now)
         self.oldest_s = max(self.oldest_s, now - d.t_cross)
 
 
@@ -122,7 +122,7 @@ class Daemon:
         self.publisher = self._make_publisher()
         sinks = [("decision_log", self.log)] if self.log else []
         sinks += [("publisher", self.publisher)] if self.publisher else []
-        sinks += [("metrics", lambda d: self.metrics.on_decision(d, self.clock()))]
+        sinks += [("metrics", self._observe)]
         self.sinks = DecisionSinks(sinks, self._on_status)
         factory = pipeline_factory or _default_pipeline_factory()
         timed = TimedClassifier(classifier, self.metrics.observe_batch)
@@ -302,9 +302,14 @@ class Daemon:
         if d.wall_decided is None:
             d = dataclasses.replace(d, wall_decided=self._wall())
         self.last_seq = d.seq
-        with self._tally_lock:
-            self._tally.add(d, self.clock())
         self.sinks(d)
+
+    def _observe(self, d: Decision) -> None:
+        """The metrics sink: Prometheus and the summary line's tally, at one reading of the clock."""
+        now = self.clock()
+        self.metrics.on_decision(d, now)
+        with self._tally_lock:
+            self._tally.add(d, now)
 
     def _on_status(self, ev: StatusEvent) -> None:
         self.metrics.on_status(ev)

@@ -28,6 +28,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Snapshot = Callable[[], dict[str, Any]]  # the /healthz document
 
 
+def published_late(d: Decision, now: float | None = None) -> bool:
+    """The decision was made, or (live, ``now``: stream seconds when it leaves the pipeline)
+    published, after its actuator deadline: the item has passed the jet."""
+    return d.deadline is not None and max(d.t_decided, now if now is not None else 0.0) > d.deadline
+
+
 class DaemonMetrics:
     """All metrics of one daemon, in one registry. ``snapshot`` feeds the per-source gauges."""
 
@@ -56,7 +62,7 @@ class DaemonMetrics:
         self.latency.observe(max(0.0, d.t_decided - d.t_cross))
         if now is not None:
             self.age.observe(max(0.0, now - d.t_cross))
-        if d.deadline is not None and max(d.t_decided, now if now is not None else 0.0) > d.deadline:
+        if published_late(d, now):
             self.late.inc()
         self.last_seq.set(d.seq)
 

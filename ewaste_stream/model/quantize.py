@@ -22,7 +22,7 @@ import numpy as np
 from loguru import logger
 
 from .folder import WEIGHT_FILES, ModelInfo, load_model_info, weights_path, write_model_info
-from .onnx_export import INPUT_NAME, ModelExportError
+from .onnx_export import INPUT_NAME, ModelExportError, fold_pads_into_convs
 from .preprocessing import preprocess
 from .weights import ModelLoadError, sha256_file
 from ..training.calibration import fit_temperature_to, softmax
@@ -86,6 +86,10 @@ def quantize_folder(model_dir: str | Path, calibration: Sequence[np.ndarray], ch
     with tempfile.TemporaryDirectory(dir=d) as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / name
         quant_pre_process(str(src), str(pre))
+        # a model.onnx exported before pads were folded: the quantizer would also quantize the float
+        # arithmetic that computes the pad amounts, and get some of them wrong (the shipped model's
+        # int8 graph of 2026-11-28 padded three of its five strided convolutions on the wrong side)
+        fold_pads_into_convs(pre, info.input_size)
         quantize_static(str(pre), str(q), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)

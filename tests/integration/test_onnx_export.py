@@ -13,7 +13,8 @@ import torch
 from ewaste_stream import CLASS_NAMES
 from ewaste_stream.cli import main
 from ewaste_stream.model import create_model, load_classifier, load_model_info, load_torch_model
-from ewaste_stream.model.onnx_export import ModelExportError, export_folder_onnx, export_onnx, verify_onnx
+from ewaste_stream.model.onnx_export import (ModelExportError, export_folder_onnx, export_onnx,
+                                              fold_pads_into_convs, verify_onnx)
 from ewaste_stream.model.small_cnn import tiny_model_folder
 
 torch.set_num_threads(1)
@@ -47,6 +48,58 @@ def test_verify_catches_a_wrong_file(tmp_path):
     export_onnx(a, tmp_path / "a.onnx", 32)
     with pytest.raises(ModelExportError, match="differs from torch"):
         verify_onnx(tmp_path / "a.onnx", b, 32)
+
+
+def _ops(path) -> list[str]:
+    import onnx
+
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+def _same_padding_net() -> torch.nn.Module:
+    """Two TensorFlow-style "same" strided convolutions (timm's Conv2dSame: pad amounts from the
+    input's shape at run time, asymmetric on an odd size), as in the tf_efficientnet models."""
+    from timm.layers import create_conv2d
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(create_conv2d(3, 8, 3, stride=2, padding="same"), torch.nn.ReLU6(),
+                               create_conv2d(8, 8, 5, stride=2, padding="same"), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+
+
+def test_export_folds_same_padding_into_the_convolutions(tmp_path, monkeypatch):
+    net, x = _same_padding_net(), torch.randn(4, 3, 37, 37)
+    import ewaste_stream.model.onnx_export as mod
+
+    monkeypatch.setattr(mod, "fold_pads_into_convs", lambda path, size: 0)
+    export_onnx(net, tmp_path / "plain.onnx", 37)
+    assert _ops(tmp_path / "plain.onnx").count("Pad") == 2  # what the exporter writes
+    monkeypatch.undo()
+    export_onnx(net, tmp_path / "folded.onnx", 37)  # verified against torch inside
+    ops = _ops(tmp_path / "folded.onnx")
+    assert "Pad" not in ops and "Shape" not in ops and ops.count("Conv") == 2
+    with torch.inference_mode():
+        ref = net(x).numpy()
+    for path in ("plain.onnx", "folded.onnx"):
+        got = ort.InferenceSession(str(tmp_path / path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+        assert np.abs(got - ref).max() < 1e-5
+
+
+@pytest.mark.parametrize("pad", [torch.nn.ReflectionPad2d(1), torch.nn.ConstantPad2d(1, 0.5)])
+def test_fold_leaves_pads_a_convolution_cannot_do(tmp_path, pad):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(pad, torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten()).eval()
+    export_onnx(net, tmp_path / "m.onnx", 8)
+    assert "Pad" in _ops(tmp_path / "m.onnx")
+    assert fold_pads_into_convs(tmp_path / "m.onnx", 8) == 0
+
+
+def test_fold_leaves_a_zero_pad_that_feeds_something_else(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.ZeroPad2d((0, 1, 0, 1)), torch.nn.MaxPool2d(2), torch.nn.Conv2d(3, 4, 3),
+                              torch.nn.Flatten()).eval()
+    export_onnx(net, tmp_path / "m.onnx", 9)
+    assert _ops(tmp_path / "m.onnx").count("Pad") == 1
 
 
 def test_export_command_on_folder(no_onnx_folder, capsys):

@@ -121,3 +121,42 @@ def test_export_int8_needs_calibration_data(folder, capsys):
     assert "--calib TRAIN_DIR" in capsys.readouterr().err
     assert main(["export", str(folder), "--format", "onnx-int8", "--calib", "/nonexistent/train"]) == 2
     assert "/nonexistent/train" in capsys.readouterr().err
+
+
+def test_int8_graph_of_a_same_padding_net_pads_as_fp32(folder, train_dir):
+    """A model.onnx exported with pad amounts computed at run time (TensorFlow-style "same"
+    padding, as timm's tf_efficientnet models; exports before pads were folded): quantized as it
+    is, the quantizer also quantized that arithmetic and padded the 5x5 convolution [0, 2] instead of
+    [1, 2] (the shipped int8 graph of 2026-11-28 had three such pads). The int8 graph now pads
+    inside its convolutions, by the amounts of the fp32 graph."""
+    import onnx
+    import torch
+    from timm.layers import create_conv2d
+
+    from ewaste_stream.model.weights import sha256_file
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(create_conv2d(3, 8, 3, stride=2, padding="same"), torch.nn.ReLU6(),
+                              create_conv2d(8, 8, 5, stride=2, padding="same"), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, len(CLASSES))).eval()
+    torch.onnx.export(net, (torch.randn(2, 3, 32, 32),), str(folder / "model.onnx"), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})  # as exported before the fold
+    assert [n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node].count("Pad") == 2
+    mj = folder / "model.json"
+    d = json.loads(mj.read_text())
+    d["sha256"]["onnx"] = sha256_file(folder / "model.onnx")
+    mj.write_text(json.dumps(d))
+
+    assert _quantize(folder, train_dir, "--min-agreement", "0") == 0
+    graph = onnx.load(str(folder / "model.int8.onnx")).graph
+    assert not [n for n in graph.node if n.op_type in ("Pad", "Shape")]
+    pads = [[a.ints for a in n.attribute if a.name == "pads"][0] for n in graph.node if n.op_type == "Conv"]
+    assert [list(p) for p in pads] == [[0, 0, 1, 1], [1, 1, 2, 2]]  # top, left, bottom, right
+    x = np.random.default_rng(0).uniform(-1, 1, (6, 3, 32, 32)).astype(np.float32)
+    with torch.inference_mode():
+        ref = net(torch.from_numpy(x)).numpy()
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(str(folder / "model.int8.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max() + 0.02

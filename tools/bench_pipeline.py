@@ -44,8 +44,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in defaults)")
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the config's)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON",
-                   help="config override, e.g. batching.views_per_item=2 (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="config override, e.g. batching.views_per_item=2 or model.precision=fp32 "
+                        "(JSON, else a string; repeatable)")
     p.add_argument("--loops", type=int, default=1, help="play the video this many times (memory check)")
     p.add_argument("--calibration", action="store_true",
                    help="take the cameras' image->belt mappings from the video's .meta.json")
@@ -61,7 +62,11 @@ def _config(args: argparse.Namespace):  # noqa: ANN202
     for item in args.set:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
-        over.setdefault(section, {})[name] = json.loads(value)
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:  # a bare word such as fp32 is meant as a string
+            parsed = value
+        over.setdefault(section, {})[name] = parsed
     if args.model is not None:
         over.setdefault("model", {})["dir"] = str(args.model)
     return load_config(args.config, over or None)
@@ -126,7 +131,7 @@ def _by_name(seen: dict[int, tuple[str, float]]) -> dict[str, float]:
 
 def run(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    from ewaste_stream.model import load_classifier
+    from ewaste_stream.model.selfcheck import classifier_from_config
     from ewaste_stream.protocol import encode_decision
     from ewaste_stream.replay import format_summary, replay_files, rss_mb
 
@@ -139,7 +144,7 @@ def run(argv: list[str] | None = None) -> int:
     rss0 = rss_mb()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    clf = load_classifier(cfg.model.dir, backend=cfg.model.backend, device=cfg.model.device, threads=cfg.model.threads)
+    clf = classifier_from_config(cfg)  # as replay and run load it: model.precision, self-check
     t_model = time.perf_counter() - t0
     decisions: list = []
     keep = args.loops == 1  # a soak keeps no decisions (they would be the memory growth it measures)

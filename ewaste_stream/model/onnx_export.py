@@ -87,6 +87,7 @@ def fold_pads_into_convs(path: str | Path, input_size: int) -> int:
         return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
     pads_at = [n for n in g.node if n.op_type == "Pad" and attr(n, "mode", b"constant") == b"constant"
+               and not (len(n.input) > 3 and n.input[3])  # no axes input: pads are over all four axes
                and n.output[0] not in graph_outputs and consumers.get(n.output[0])
                and all(c.op_type == "Conv" and c.input[0] == n.output[0] and attr(c, "auto_pad", b"NOTSET") == b"NOTSET"
                        for c in consumers[n.output[0]])]

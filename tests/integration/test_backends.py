@@ -54,16 +54,17 @@ def test_shipped_model_parity_cpu():
         q = load_classifier(DEFAULT_MODEL_DIR, device="cpu", threads=1)
         assert q.precision == "int8"  # current (made from this model.onnx), so auto takes it
         assert load_model_info(DEFAULT_MODEL_DIR).metrics["int8"]["top1_agreement"] >= 0.95
-        # in-domain crops (the sample video's items at the line): int8 is as accurate as fp32. They disagree
-        # on uncertain crops only (measured: 86 % top-1 agreement here, 93 % on a 730-item 1280x720 video)
+        # in-domain crops (the sample video's items at the line): the int8 graph computes what fp32 computes,
+        # up to quantization. Measured: 93.5 % top-1 agreement, a mean largest probability difference of 0.09.
+        # The first shipped int8 graph, whose pads were wrong, agreed on 85.7 % (0.12) and fails here.
+        # (Accuracy is not compared: on 77 crops a crop is 1.3 points, and they disagree on five.)
         from ewaste_stream.training.video_crops import video_set
 
         belt = video_set(REPO_ROOT / "samples" / "belt_val_demo", q.class_names)
         p8, p32 = q.predict(belt.crops), load_classifier(DEFAULT_MODEL_DIR, device="cpu", threads=1,
                                                          precision="fp32").predict(belt.crops)
-        assert len(belt) > 50 and (p8.argmax(1) == p32.argmax(1)).mean() >= 0.8
-        acc8, acc32 = ((p.argmax(1) == belt.labels).mean() for p in (p8, p32))
-        assert acc8 >= acc32 - 0.05
+        assert len(belt) > 50 and (p8.argmax(1) == p32.argmax(1)).mean() >= 0.9
+        assert np.abs(p8 - p32).max(1).mean() < 0.1
 
 
 def test_temperature_is_applied_in_both_backends(folders, tmp_path):

@@ -119,6 +119,19 @@ def quantize_folder(model_dir: str | Path, calibration: Sequence[np.ndarray], ch
     return d / name
 
 
+def computed_pads(path: str | Path) -> int:
+    """How many ``Pad`` nodes of an ONNX file take amounts computed at run time (not a constant).
+    In an int8 graph those amounts went through the quantizer and may be wrong: graphs made before
+    pads were folded (see ``onnx_export.fold_pads_into_convs``). 0 without the ``onnx`` package."""
+    try:
+        import onnx
+    except ImportError:
+        return 0
+    g = onnx.load(str(path), load_external_data=False).graph
+    constant = {t.name for t in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    return sum(1 for n in g.node if n.op_type == "Pad" and len(n.input) > 1 and n.input[1] and n.input[1] not in constant)
+
+
 def stale_int8(info: ModelInfo) -> bool:
     """True when the int8 graph was made from another ``model.onnx`` than the folder's."""
     src = (info.metrics.get("int8") or {}).get("from_onnx_sha256")

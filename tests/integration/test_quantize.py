@@ -160,3 +160,32 @@ def test_int8_graph_of_a_same_padding_net_pads_as_fp32(folder, train_dir):
 
     got = ort.InferenceSession(str(folder / "model.int8.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max() + 0.02
+
+
+def test_an_int8_graph_with_computed_pads_is_named_at_load(folder, train_dir, tmp_path, monkeypatch):
+    """An int8 graph made before pads were folded still loads (it passed its agreement check),
+    with a warning that names the file and the command that re-makes it."""
+    import torch
+    from loguru import logger
+    from timm.layers import create_conv2d
+
+    import ewaste_stream.model.quantize as quantize
+    from ewaste_stream.model.quantize import computed_pads
+
+    assert _quantize(folder, train_dir, "--min-agreement", "0") == 0
+    assert computed_pads(folder / "model.int8.onnx") == 0
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(create_conv2d(3, 4, 3, stride=2, padding="same"), torch.nn.Flatten()).eval()
+    plain = tmp_path / "plain.onnx"
+    torch.onnx.export(net, (torch.randn(1, 3, 32, 32),), str(plain), dynamo=False, opset_version=17)
+    assert computed_pads(plain) == 1
+
+    monkeypatch.setattr(quantize, "computed_pads", lambda path: 3)  # as the graph of 2026-11-28 had
+    seen: list[str] = []
+    sink = logger.add(lambda m: seen.append(str(m)), level="WARNING")
+    try:
+        clf = load_classifier(folder, device="cpu", threads=1)
+    finally:
+        logger.remove(sink)
+    assert clf.precision == "int8"
+    assert any("model.int8.onnx" in m and "3 pad amounts" in m and "--format onnx-int8" in m for m in seen), seen

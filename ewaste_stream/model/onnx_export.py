@@ -4,8 +4,8 @@ TensorFlow-style "same" padding (timm's ``tf_*`` models, e.g. the shipped Effici
 as a ``Pad`` before each strided convolution, its amounts computed from the input's shape at run time.
 ONNX Runtime then copies the tensor for each pad, and its int8 quantizer cannot fuse a convolution
 through the pad (dequantize -> pad -> quantize around each one). :func:`fold_pads_into_convs` moves each
-such pad into its convolution's own ``pads``: the same function, and on two CPU cores the fp32 graph
-of the shipped model ran 26 % faster and its int8 graph 1.7x faster (``tools/bench_infer.py``).
+such pad into its convolution's own ``pads``: the same function, and on two CPU cores the shipped
+model's fp32 graph ran 1.4-1.6x and its int8 graph 1.6-2.0x as fast (``tools/bench_infer.py``, batch 1-8).
 """
 
 from __future__ import annotations
@@ -97,11 +97,13 @@ def fold_pads_into_convs(path: str | Path, input_size: int) -> int:
     wanted = sorted({name for n in pads_at for name in n.input[1:3] if name and name not in inits})
     values = [inits, inits]
     if wanted:  # computed at run time: ask the graph for them
-        types = {v.name: v.type.tensor_type.elem_type for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+        inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+        types = {v.name: v.type.tensor_type.elem_type for v in inferred}
         probe = onnx.ModelProto()
         probe.CopyFrom(model)
         for name in wanted:
-            probe.graph.output.append(helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.INT64), None))
+            elem = types.get(name, onnx.TensorProto.INT64)
+            probe.graph.output.append(helper.make_tensor_value_info(name, elem, None))
         sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
         feed = sess.get_inputs()[0].name
         values = [{**inits, **dict(zip(wanted, sess.run(wanted, {feed: np.zeros((b, 3, input_size, input_size),

@@ -129,7 +129,8 @@ def computed_pads(path: str | Path) -> int:
         return 0
     g = onnx.load(str(path), load_external_data=False).graph
     constant = {t.name for t in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
-    return sum(1 for n in g.node if n.op_type == "Pad" and len(n.input) > 1 and n.input[1] and n.input[1] not in constant)
+    return sum(1 for n in g.node
+               if n.op_type == "Pad" and len(n.input) > 1 and n.input[1] and n.input[1] not in constant)
 
 
 def stale_int8(info: ModelInfo) -> bool:

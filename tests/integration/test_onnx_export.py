@@ -81,7 +81,8 @@ def test_export_folds_same_padding_into_the_convolutions(tmp_path, monkeypatch):
     with torch.inference_mode():
         ref = net(x).numpy()
     for path in ("plain.onnx", "folded.onnx"):
-        got = ort.InferenceSession(str(tmp_path / path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+        sess = ort.InferenceSession(str(tmp_path / path), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"input": x.numpy()})[0]
         assert np.abs(got - ref).max() < 1e-5
 
 

@@ -123,7 +123,16 @@ def test_export_int8_needs_calibration_data(folder, capsys):
     assert "/nonexistent/train" in capsys.readouterr().err
 
 
-def test_int8_graph_of_a_same_padding_net_pads_as_fp32(folder, train_dir):
+def _export_unfolded(net, path, size: int, monkeypatch) -> None:
+    """``export_onnx`` as it was before pads were folded into the convolutions."""
+    import ewaste_stream.model.onnx_export as onnx_export
+
+    with monkeypatch.context() as m:
+        m.setattr(onnx_export, "fold_pads_into_convs", lambda path, size: 0)
+        onnx_export.export_onnx(net, path, size)
+
+
+def test_int8_graph_of_a_same_padding_net_pads_as_fp32(folder, train_dir, monkeypatch):
     """A model.onnx exported with pad amounts computed at run time (TensorFlow-style "same"
     padding, as timm's tf_efficientnet models; exports before pads were folded): quantized as it
     is, the quantizer also quantized that arithmetic and padded the 5x5 convolution [0, 2] instead of
@@ -139,9 +148,7 @@ def test_int8_graph_of_a_same_padding_net_pads_as_fp32(folder, train_dir):
     net = torch.nn.Sequential(create_conv2d(3, 8, 3, stride=2, padding="same"), torch.nn.ReLU6(),
                               create_conv2d(8, 8, 5, stride=2, padding="same"), torch.nn.AdaptiveAvgPool2d(1),
                               torch.nn.Flatten(), torch.nn.Linear(8, len(CLASSES))).eval()
-    torch.onnx.export(net, (torch.randn(2, 3, 32, 32),), str(folder / "model.onnx"), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})  # as exported before the fold
+    _export_unfolded(net, folder / "model.onnx", 32, monkeypatch)
     assert [n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node].count("Pad") == 2
     mj = folder / "model.json"
     d = json.loads(mj.read_text())
@@ -158,7 +165,8 @@ def test_int8_graph_of_a_same_padding_net_pads_as_fp32(folder, train_dir):
         ref = net(torch.from_numpy(x)).numpy()
     import onnxruntime as ort
 
-    got = ort.InferenceSession(str(folder / "model.int8.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    sess = ort.InferenceSession(str(folder / "model.int8.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x})[0]
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max() + 0.02
 
 
@@ -177,7 +185,7 @@ def test_an_int8_graph_with_computed_pads_is_named_at_load(folder, train_dir, tm
     torch.manual_seed(0)
     net = torch.nn.Sequential(create_conv2d(3, 4, 3, stride=2, padding="same"), torch.nn.Flatten()).eval()
     plain = tmp_path / "plain.onnx"
-    torch.onnx.export(net, (torch.randn(1, 3, 32, 32),), str(plain), dynamo=False, opset_version=17)
+    _export_unfolded(net, plain, 32, monkeypatch)
     assert computed_pads(plain) == 1
 
     monkeypatch.setattr(quantize, "computed_pads", lambda path: 3)  # as the graph of 2026-11-28 had

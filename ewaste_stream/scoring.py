@@ -9,6 +9,8 @@ both are free. Then:
   any other left-over decision is a *phantom*;
 - an item with no decision is *missed*; ``accuracy_all`` counts misses as errors;
 - ``reject_rate`` and ``accuracy_accepted`` are over matched items (rejected / accepted ones);
+- ``top1_matched``: matched items whose decision's ``top_label`` (the classifier's best class,
+  rejected or not) is right: the classifier's part, apart from the reject rule;
 - ``per_class_recall[c]`` = items of class c decided correctly / items of class c;
 - ``confusion[true][predicted]`` counts matched items by decision label (``reject`` included)
   and misses under ``missed``;
@@ -35,7 +37,8 @@ from .protocol import ProtocolError, decision_to_dict, decode_decision
 T_TOL_FRAMES = 3
 Y_TOL = 0.1
 SCORE_KEYS = ("items", "decisions", "matched", "missed", "duplicates", "phantoms", "accuracy_matched",
-              "accuracy_all", "reject_rate", "accuracy_accepted", "seq_gaps", "per_class_recall", "confusion")
+              "accuracy_all", "reject_rate", "accuracy_accepted", "top1_matched", "seq_gaps", "per_class_recall",
+              "confusion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,7 @@ class _Dec:
     y: float
     seq: int | None
     boot_id: str
+    top: str  # top_label (the label when a row has none)
 
 
 def _items(rows: Iterable[Mapping[str, Any]]) -> list[_Item]:
@@ -72,7 +76,8 @@ def _decisions(rows: Iterable[Mapping[str, Any] | Decision]) -> list[_Dec]:
         d = decision_to_dict(r) if isinstance(r, Decision) else r
         try:
             seq = None if d.get("seq") is None else int(d["seq"])
-            out.append(_Dec(i, str(d["label"]), float(d["t_cross"]), float(d["y"]), seq, str(d.get("boot_id", ""))))
+            out.append(_Dec(i, str(d["label"]), float(d["t_cross"]), float(d["y"]), seq, str(d.get("boot_id", "")),
+                            str(d.get("top_label") or d["label"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"decision row {i + 1}: needs label, t_cross and y ({exc})") from exc
     return out
@@ -145,13 +150,14 @@ def score_report(gt_rows: Iterable[Mapping[str, Any]], decision_rows: Iterable[M
     matched = len(item_of)
     rejected = sum(1 for d in item_of.values() if decs[d].label == REJECT_LABEL)
     n_correct = sum(correct.values())
+    top1 = sum(1 for i, d in item_of.items() if decs[d].top == items[i].label)
     result = {
         "items": len(scored), "decisions": len(counted), "matched": matched, "missed": len(scored) - matched,
         "duplicates": sum(1 for d in counted if d.idx in near),
         "phantoms": sum(1 for d in counted if d.idx not in pairs and d.idx not in near),
         "accuracy_matched": _ratio(n_correct, matched), "accuracy_all": _ratio(n_correct, len(scored)),
         "reject_rate": _ratio(rejected, matched), "accuracy_accepted": _ratio(n_correct, matched - rejected),
-        "seq_gaps": seq_gaps(decs),
+        "top1_matched": _ratio(top1, matched), "seq_gaps": seq_gaps(decs),
         "per_class_recall": {c: _ratio(correct[c], per_class[c]) for c in sorted(per_class)},
         "confusion": {c: dict(sorted(confusion[c].items())) for c in sorted(confusion)},
     }
@@ -224,7 +230,8 @@ def format_report(result: Mapping[str, Any], details: Mapping[str, Any]) -> str:
              f"seq gaps {result['seq_gaps']}",
              f"accuracy: matched {pct(result['accuracy_matched'])}  all (misses = errors) "
              f"{pct(result['accuracy_all'])}  accepted {pct(result['accuracy_accepted'])}  "
-             f"reject rate {pct(result['reject_rate'])}",
+             f"reject rate {pct(result['reject_rate'])}  top-1 of matched, rejects included "
+             f"{pct(result['top1_matched'])}",
              f"(tolerance +-{details['t_tol_s'] * 1000:.0f} ms, +-{details['y_tol']} y; not scored after the "
              f"end of the video: {details['ignored_items']} items, {details['ignored_decisions']} decisions)",
              "", "per-class recall:"]

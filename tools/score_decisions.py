@@ -6,7 +6,7 @@
 fps (for the +-3 frame tolerance) and the end of the video come from the PREFIX.meta.json
 beside the ground truth; --fps overrides the fps. --json prints one JSON object with the keys
 items, decisions, matched, missed, duplicates, phantoms, accuracy_matched, accuracy_all,
-reject_rate, accuracy_accepted, seq_gaps, per_class_recall, confusion. Malformed decision
+reject_rate, accuracy_accepted, top1_matched, seq_gaps, per_class_recall, confusion. Malformed decision
 lines are skipped and reported on stderr. Exit 0 ok, 1 unreadable input, 2 bad usage.
 """
 

@@ -28,7 +28,7 @@ PERFECT = [dec(1, "Mouse", 1.01, 0.21), dec(2, "PCB", 1.49, 0.61), dec(3, "Mouse
 CASES = [
     ("perfect", PERFECT,
      dict(items=4, decisions=4, matched=4, missed=0, duplicates=0, phantoms=0, accuracy_matched=1.0,
-          accuracy_all=1.0, reject_rate=0.0, accuracy_accepted=1.0, seq_gaps=0)),
+          accuracy_all=1.0, reject_rate=0.0, accuracy_accepted=1.0, top1_matched=1.0, seq_gaps=0)),
     ("a miss", [PERFECT[0], PERFECT[1], dec(3, "Battery", 2.50, 0.40)],
      dict(items=4, decisions=3, matched=3, missed=1, accuracy_matched=1.0, accuracy_all=0.75)),
     ("a duplicate", PERFECT + [dec(5, "Mouse", 1.03, 0.19)],
@@ -42,7 +42,12 @@ CASES = [
     ("a wrong label", [dec(1, "Keyboard", 1.0, 0.2)] + PERFECT[1:],
      dict(matched=4, accuracy_matched=0.75, accuracy_all=0.75, accuracy_accepted=0.75, reject_rate=0.0)),
     ("a reject", [dec(1, "reject", 1.0, 0.2)] + PERFECT[1:],
-     dict(matched=4, accuracy_matched=0.75, accuracy_all=0.75, reject_rate=0.25, accuracy_accepted=1.0)),
+     dict(matched=4, accuracy_matched=0.75, accuracy_all=0.75, reject_rate=0.25, accuracy_accepted=1.0,
+          top1_matched=0.75)),
+    ("a reject whose best class was right", [dict(dec(1, "reject", 1.0, 0.2), top_label="Mouse")] + PERFECT[1:],
+     dict(matched=4, accuracy_matched=0.75, reject_rate=0.25, accuracy_accepted=1.0, top1_matched=1.0)),
+    ("a reject whose best class was wrong", [dict(dec(1, "reject", 1.0, 0.2), top_label="PCB")] + PERFECT[1:],
+     dict(matched=4, accuracy_matched=0.75, reject_rate=0.25, accuracy_accepted=1.0, top1_matched=0.75)),
     ("a seq gap", [PERFECT[0], PERFECT[1], dict(PERFECT[2], seq=5), dict(PERFECT[3], seq=6)],
      dict(matched=4, seq_gaps=2)),
     ("gaps counted per boot", [dec(1, "Mouse", 1.0, 0.2), dec(2, "PCB", 1.5, 0.6), dec(1, "Mouse", 1.51, 0.9, "b2"),
@@ -50,7 +55,7 @@ CASES = [
      dict(matched=4, seq_gaps=1)),
     ("first seq missing", [dict(d, seq=d["seq"] + 1) for d in PERFECT], dict(seq_gaps=1)),
     ("nothing decided", [], dict(items=4, decisions=0, matched=0, missed=4, accuracy_matched=None,
-                                 accuracy_all=0.0, reject_rate=None, accuracy_accepted=None)),
+                                 accuracy_all=0.0, reject_rate=None, accuracy_accepted=None, top1_matched=None)),
 ]
 
 

@@ -61,11 +61,13 @@ def export_onnx(model: "torch.nn.Module", path: str | Path, input_size: int, ops
 def fold_pads_into_convs(path: str | Path, input_size: int) -> int:
     """Rewrite the ONNX file at ``path`` so that each zero ``Pad`` whose only consumers are
     ``Conv`` nodes becomes part of those convolutions' ``pads``; returns how many were folded.
+    Any other pad whose amounts are computed at run time gets them as a constant.
 
     Pad amounts computed from the input's shape are read by running the graph on inputs of batch 1
-    and 2 (``input_size`` square): a pad that differs between them, pads the batch or channel
-    axes, is negative or pads with a value other than 0 is left as it is. The shape arithmetic
-    that only fed folded pads is removed. Without the ``onnx`` package nothing is changed."""
+    and 2 (``input_size`` square); amounts that differ between the two are left as they are. A pad
+    that pads the batch or channel axes, is negative, pads with a value other than 0 or feeds
+    anything but a convolution is not folded. The shape arithmetic that fed the pads is removed, so
+    a quantizer cannot touch it. Without the ``onnx`` package nothing is changed."""
     try:
         import onnx
         from onnx import helper, numpy_helper
@@ -77,6 +79,9 @@ def fold_pads_into_convs(path: str | Path, input_size: int) -> int:
 
     model = onnx.load(str(path))
     g = model.graph
+    pads_all = [n for n in g.node if n.op_type == "Pad"]
+    if not pads_all:
+        return 0
     consumers: dict[str, list] = {}
     for n in g.node:
         for name in n.input:
@@ -86,17 +91,18 @@ def fold_pads_into_convs(path: str | Path, input_size: int) -> int:
     def attr(node, name, default=None):  # noqa: ANN001, ANN202
         return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
-    pads_at = [n for n in g.node if n.op_type == "Pad" and attr(n, "mode", b"constant") == b"constant"
-               and not (len(n.input) > 3 and n.input[3])  # no axes input: pads are over all four axes
-               and n.output[0] not in graph_outputs and consumers.get(n.output[0])
-               and all(c.op_type == "Conv" and c.input[0] == n.output[0] and attr(c, "auto_pad", b"NOTSET") == b"NOTSET"
-                       for c in consumers[n.output[0]])]
-    if not pads_at:
-        return 0
+    def foldable(n) -> bool:  # noqa: ANN001
+        return (attr(n, "mode", b"constant") == b"constant"
+                and not (len(n.input) > 3 and n.input[3])  # no axes input: pads are over all four axes
+                and n.output[0] not in graph_outputs and bool(consumers.get(n.output[0]))
+                and all(c.op_type == "Conv" and c.input[0] == n.output[0]
+                        and attr(c, "auto_pad", b"NOTSET") == b"NOTSET" for c in consumers[n.output[0]]))
+
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    wanted = sorted({name for n in pads_at for name in n.input[1:3] if name and name not in inits})
+    constants = set(inits) | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    wanted = sorted({name for n in pads_all for name in n.input[1:3] if name and name not in inits})
     values = [inits, inits]
-    if wanted:  # computed at run time: ask the graph for them
+    if wanted:  # computed at run time (or Constant nodes): ask the graph for them
         inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
         types = {v.name: v.type.tensor_type.elem_type for v in inferred}
         probe = onnx.ModelProto()
@@ -108,28 +114,35 @@ def fold_pads_into_convs(path: str | Path, input_size: int) -> int:
         feed = sess.get_inputs()[0].name
         values = [{**inits, **dict(zip(wanted, sess.run(wanted, {feed: np.zeros((b, 3, input_size, input_size),
                                                                                   np.float32)})))} for b in (1, 2)]
-    folded = 0
-    for n in pads_at:
-        amounts = [np.asarray(v[n.input[1]]).astype(np.int64).ravel() if len(n.input) > 1 and n.input[1]
+    folded = fixed = 0
+    for n in pads_all:
+        has_amounts = len(n.input) > 1 and bool(n.input[1])
+        amounts = [np.asarray(v[n.input[1]]).astype(np.int64).ravel() if has_amounts
                    else np.asarray(attr(n, "pads", []), np.int64) for v in values]
+        if not np.array_equal(amounts[0], amounts[1]):
+            continue  # depends on the batch: leave it
+        pads = amounts[0]
         fill = [float(np.asarray(v[n.input[2]]).ravel()[0]) if len(n.input) > 2 and n.input[2]
                 else float(attr(n, "value", 0.0)) for v in values]
-        pads = amounts[0]
-        if (pads.shape != (8,) or not np.array_equal(pads, amounts[1]) or pads.min() < 0
-                or pads[[0, 1, 4, 5]].any() or fill != [0.0, 0.0]):
-            continue
-        for conv in consumers[n.output[0]]:
-            before = list(attr(conv, "pads", [0, 0, 0, 0]))
-            add = [int(pads[2]), int(pads[3]), int(pads[6]), int(pads[7])]  # H/W begins, then H/W ends
-            for a in [a for a in conv.attribute if a.name == "pads"]:
-                conv.attribute.remove(a)
-            conv.attribute.append(helper.make_attribute("pads", [b + a for b, a in zip(before, add)]))
-            conv.input[0] = n.input[0]
-        g.node.remove(n)
-        folded += 1
-    if not folded:
+        if (foldable(n) and pads.shape == (8,) and pads.min() >= 0 and not pads[[0, 1, 4, 5]].any()
+                and fill == [0.0, 0.0]):
+            for conv in consumers[n.output[0]]:
+                before = list(attr(conv, "pads", [0, 0, 0, 0]))
+                add = [int(pads[2]), int(pads[3]), int(pads[6]), int(pads[7])]  # H/W begins, then H/W ends
+                for a in [a for a in conv.attribute if a.name == "pads"]:
+                    conv.attribute.remove(a)
+                conv.attribute.append(helper.make_attribute("pads", [b + a for b, a in zip(before, add)]))
+                conv.input[0] = n.input[0]
+            g.node.remove(n)
+            folded += 1
+        elif has_amounts and n.input[1] not in constants:
+            name = f"{n.name or n.output[0]}_static_pads"
+            g.initializer.append(numpy_helper.from_array(pads, name))
+            n.input[1] = name
+            fixed += 1
+    if not (folded or fixed):
         return 0
-    while True:  # drop what fed only the removed pads
+    while True:  # drop what fed only the removed or fixed pads
         used = {name for n in g.node for name in n.input} | graph_outputs
         dead = [n for n in g.node if not any(o in used for o in n.output)]
         if not dead:
@@ -141,6 +154,8 @@ def fold_pads_into_convs(path: str | Path, input_size: int) -> int:
         g.initializer.remove(t)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+    if fixed:
+        logger.info("{}: {} pad amounts computed at run time fixed as constants", path, fixed)
     return folded
 
 

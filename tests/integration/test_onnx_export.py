@@ -103,6 +103,26 @@ def test_fold_leaves_a_zero_pad_that_feeds_something_else(tmp_path):
     assert _ops(tmp_path / "m.onnx").count("Pad") == 1
 
 
+def test_export_fixes_the_amounts_of_a_pad_it_cannot_fold(tmp_path, monkeypatch):
+    """TensorFlow-style "same" average pooling (timm's AvgPool2dSame, as in MaxViT's downsampling)
+    keeps its Pad, but with constant amounts: no shape arithmetic is left for a quantizer to touch."""
+    from timm.layers import create_conv2d, create_pool2d
+
+    from ewaste_stream.model.quantize import computed_pads
+    import ewaste_stream.model.onnx_export as mod
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(create_conv2d(3, 8, 3, stride=2, padding="same"),
+                              create_pool2d("avg", 3, stride=2, padding="same"), torch.nn.Flatten()).eval()
+    with monkeypatch.context() as m:
+        m.setattr(mod, "fold_pads_into_convs", lambda path, size: 0)
+        export_onnx(net, tmp_path / "plain.onnx", 33)
+    assert computed_pads(tmp_path / "plain.onnx") == 2
+    export_onnx(net, tmp_path / "fixed.onnx", 33)  # verified against torch inside
+    ops = _ops(tmp_path / "fixed.onnx")
+    assert ops.count("Pad") == 1 and "Shape" not in ops and computed_pads(tmp_path / "fixed.onnx") == 0
+
+
 def test_export_command_on_folder(no_onnx_folder, capsys):
     assert main(["export", str(no_onnx_folder), "--format", "onnx"]) == 0
     assert capsys.readouterr().out.strip().endswith("model.onnx")

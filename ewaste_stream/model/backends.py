@@ -90,13 +90,15 @@ class OrtClassifier(_Base):
         self.precision = onnx_precision(model_dir, info, precision, device)
         path = weights_path(model_dir, info, "onnx_int8" if self.precision == "int8" else "onnx")
         if self.precision == "int8":
-            from .quantize import computed_pads
-
-            if n_pads := computed_pads(path):
-                logger.warning("{}: this int8 graph computes {} pad amounts at run time, through the quantizer, which "
-                               "can get them wrong (the shipped graph before 2026-12-06 padded three convolutions "
-                               "wrongly); re-make it with `ewaste-stream export {} --format onnx-int8 --calib "
-                               "TRAIN_DIR`, or set model.precision: fp32", path, n_pads, model_dir)
+            n_pads = (info.metrics.get("int8") or {}).get("computed_pads")  # measured when it was made
+            if n_pads != 0:
+                said = (f"computes {n_pads} pad amounts at run time" if n_pads else
+                        "may compute pad amounts at run time (made before model.json recorded "
+                        "metrics.int8.computed_pads)")
+                logger.warning("{}: this int8 graph {}, through the quantizer, which can get them wrong (the shipped "
+                               "graph before 2026-12-06 padded three convolutions wrongly); re-make it with "
+                               "`ewaste-stream export {} --format onnx-int8 --calib TRAIN_DIR`, or set "
+                               "model.precision: fp32", path, said, model_dir)
         super().__init__(info, device)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads)

@@ -58,6 +58,11 @@ def export_onnx(model: "torch.nn.Module", path: str | Path, input_size: int, ops
     return p
 
 
+def constant_names(graph) -> set[str]:  # noqa: ANN001 - an onnx.GraphProto
+    """Names of the tensors of an ONNX graph that are constants: initializers and Constant outputs."""
+    return {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+
+
 def fold_pads_into_convs(path: str | Path, input_size: int) -> int:
     """Rewrite the ONNX file at ``path`` so that each zero ``Pad`` whose only consumers are
     ``Conv`` nodes becomes part of those convolutions' ``pads``; returns how many were folded.
@@ -99,7 +104,7 @@ def fold_pads_into_convs(path: str | Path, input_size: int) -> int:
                         and attr(c, "auto_pad", b"NOTSET") == b"NOTSET" for c in consumers[n.output[0]]))
 
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    constants = set(inits) | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    constants = constant_names(g)
     wanted = sorted({name for n in pads_all for name in n.input[1:3] if name and name not in inits})
     values = [inits, inits]
     if wanted:  # computed at run time (or Constant nodes): ask the graph for them

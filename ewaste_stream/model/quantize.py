@@ -22,7 +22,7 @@ import numpy as np
 from loguru import logger
 
 from .folder import WEIGHT_FILES, ModelInfo, load_model_info, weights_path, write_model_info
-from .onnx_export import INPUT_NAME, ModelExportError, fold_pads_into_convs
+from .onnx_export import INPUT_NAME, ModelExportError, constant_names, fold_pads_into_convs
 from .preprocessing import preprocess
 from .weights import ModelLoadError, sha256_file
 from ..training.calibration import fit_temperature_to, softmax
@@ -102,6 +102,7 @@ def quantize_folder(model_dir: str | Path, calibration: Sequence[np.ndarray], ch
             raise ModelExportError(f"{d}: the int8 graph agrees with fp32 on only {agreement:.1%} of {len(check)} "
                                    f"check crops (need {min_agreement:.0%}); keep running fp32 "
                                    f"(model.precision: fp32), or calibrate on crops closer to the camera's")
+        n_pads = computed_pads(q)  # 0 after the fold; recorded so that loading need not parse the graph
         Path(q).replace(d / name)
     report = {"from_onnx_sha256": info.sha256.get("onnx") or sha256_file(src), "calibration_crops": len(calibration),
               "check_crops": len(check), "top1_agreement": round(agreement, 4),
@@ -109,7 +110,7 @@ def quantize_folder(model_dir: str | Path, calibration: Sequence[np.ndarray], ch
                                                                                 "probabilities on the check crops",
               "method": "onnxruntime quantize_static QDQ, per-channel "
                                                               "int8 weights, uint8 activations, MinMax",
-              **(describe or {})}
+              "computed_pads": n_pads, **(describe or {})}
     final = ModelInfo.model_validate({**info.model_dump(), "weights": {**info.weights, "onnx_int8": name},
                                       "sha256": {**info.sha256, "onnx_int8": sha256_file(d / name)},
                                       "metrics": {**info.metrics, "int8": report}, "int8_temperature": round(t8, 4)})
@@ -122,13 +123,13 @@ def quantize_folder(model_dir: str | Path, calibration: Sequence[np.ndarray], ch
 def computed_pads(path: str | Path) -> int:
     """How many ``Pad`` nodes of an ONNX file take amounts computed at run time (not a constant).
     In an int8 graph those amounts went through the quantizer and may be wrong: graphs made before
-    pads were folded (see ``onnx_export.fold_pads_into_convs``). 0 without the ``onnx`` package."""
-    try:
-        import onnx
-    except ImportError:
-        return 0
+    pads were folded (see ``onnx_export.fold_pads_into_convs``). ``quantize_folder`` records the
+    count in ``metrics.int8.computed_pads``; loading reads it there (importing ``onnx`` to parse
+    the graph would add about a second to every start-up)."""
+    import onnx
+
     g = onnx.load(str(path), load_external_data=False).graph
-    constant = {t.name for t in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    constant = constant_names(g)
     return sum(1 for n in g.node
                if n.op_type == "Pad" and len(n.input) > 1 and n.input[1] and n.input[1] not in constant)
 

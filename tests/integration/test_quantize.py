@@ -170,30 +170,49 @@ def test_int8_graph_of_a_same_padding_net_pads_as_fp32(folder, train_dir, monkey
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max() + 0.02
 
 
-def test_an_int8_graph_with_computed_pads_is_named_at_load(folder, train_dir, tmp_path, monkeypatch):
-    """An int8 graph made before pads were folded still loads (it passed its agreement check),
-    with a warning that names the file and the command that re-makes it."""
-    import torch
+def _warnings_at_load(folder) -> tuple[object, list[str]]:
     from loguru import logger
-    from timm.layers import create_conv2d
 
-    import ewaste_stream.model.quantize as quantize
-    from ewaste_stream.model.quantize import computed_pads
-
-    assert _quantize(folder, train_dir, "--min-agreement", "0") == 0
-    assert computed_pads(folder / "model.int8.onnx") == 0
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(create_conv2d(3, 4, 3, stride=2, padding="same"), torch.nn.Flatten()).eval()
-    plain = tmp_path / "plain.onnx"
-    _export_unfolded(net, plain, 32, monkeypatch)
-    assert computed_pads(plain) == 1
-
-    monkeypatch.setattr(quantize, "computed_pads", lambda path: 3)  # as the graph of 2026-11-28 had
     seen: list[str] = []
     sink = logger.add(lambda m: seen.append(str(m)), level="WARNING")
     try:
         clf = load_classifier(folder, device="cpu", threads=1)
     finally:
         logger.remove(sink)
+    return clf, seen
+
+
+def test_an_int8_graph_with_computed_pads_is_named_at_load(folder, train_dir, tmp_path, monkeypatch):
+    """An int8 graph made before pads were folded still loads (it passed its agreement check),
+    with a warning that names the file and the command that re-makes it. The count is measured
+    when the graph is made and read from model.json at load (no graph parsing at start-up)."""
+    import torch
+    from timm.layers import create_conv2d
+
+    from ewaste_stream.model.quantize import computed_pads
+
+    assert _quantize(folder, train_dir, "--min-agreement", "0") == 0
+    assert computed_pads(folder / "model.int8.onnx") == 0
+    assert load_model_info(folder).metrics["int8"]["computed_pads"] == 0
+    clf, seen = _warnings_at_load(folder)
+    assert clf.precision == "int8" and not [m for m in seen if "pad amounts" in m], seen
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(create_conv2d(3, 4, 3, stride=2, padding="same"), torch.nn.Flatten()).eval()
+    plain = tmp_path / "plain.onnx"
+    _export_unfolded(net, plain, 32, monkeypatch)
+    assert computed_pads(plain) == 1
+
+    mj = folder / "model.json"
+    d = json.loads(mj.read_text())
+    d["metrics"]["int8"]["computed_pads"] = 3  # as the graph of 2026-11-28 had
+    mj.write_text(json.dumps(d))
+    clf, seen = _warnings_at_load(folder)
     assert clf.precision == "int8"
     assert any("model.int8.onnx" in m and "3 pad amounts" in m and "--format onnx-int8" in m for m in seen), seen
+
+    del d["metrics"]["int8"]["computed_pads"]  # made before the count was recorded
+    mj.write_text(json.dumps(d))
+    clf, seen = _warnings_at_load(folder)
+    assert clf.precision == "int8"
+    assert any("model.int8.onnx" in m and "metrics.int8.computed_pads" in m and "--format onnx-int8" in m
+               for m in seen), seen

@@ -102,14 +102,6 @@ class FrameMux:
                 best = (t, q)
         return best[1].get_nowait() if best else None
 
-    def drain(self) -> list[Frame]:
-        """Everything still queued, in time order (used at shutdown)."""
-        out = []
-        with self._cond:
-            while (f := self._pop_earliest()) is not None:
-                out.append(f)
-        return out
-
     def wake(self) -> None:
         with self._cond:
             self._cond.notify_all()

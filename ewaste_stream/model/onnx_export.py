@@ -29,10 +29,10 @@ class ModelExportError(RuntimeError):
 
 
 def export_onnx(model: "torch.nn.Module", path: str | Path, input_size: int, opset: int = DEFAULT_OPSET,
-                verify: bool = True) -> Path:
+                verify: bool = True, fold_pads: bool = True) -> Path:
     """Export ``model`` (eval mode, CPU, fp32) to ``path``: input ``input`` [N,3,S,S] float32,
-    output ``logits`` [N,C]; N is dynamic. Zero pads before convolutions are folded into them
-    (:func:`fold_pads_into_convs`). With ``verify`` the file is run in ONNX Runtime
+    output ``logits`` [N,C]; N is dynamic. With ``fold_pads`` zero pads before convolutions are
+    folded into them (:func:`fold_pads_into_convs`; off: the exporter's graph as it is). With ``verify`` the file is run in ONNX Runtime
     on a batch of a different size than the one traced and compared with torch."""
     import torch
 
@@ -49,7 +49,7 @@ def export_onnx(model: "torch.nn.Module", path: str | Path, input_size: int, ops
                               do_constant_folding=True)
     except Exception as exc:  # exporter errors come in many types
         raise ModelExportError(f"{p}: ONNX export of {arch} failed: {type(exc).__name__}: {exc}") from exc
-    folded = fold_pads_into_convs(p, input_size)
+    folded = fold_pads_into_convs(p, input_size) if fold_pads else 0
     if folded:
         logger.info("{}: {} zero pads folded into their convolutions", p, folded)
     if verify:

@@ -67,14 +67,10 @@ def _same_padding_net() -> torch.nn.Module:
                                torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
 
 
-def test_export_folds_same_padding_into_the_convolutions(tmp_path, monkeypatch):
+def test_export_folds_same_padding_into_the_convolutions(tmp_path):
     net, x = _same_padding_net(), torch.randn(4, 3, 37, 37)
-    import ewaste_stream.model.onnx_export as mod
-
-    monkeypatch.setattr(mod, "fold_pads_into_convs", lambda path, size: 0)
-    export_onnx(net, tmp_path / "plain.onnx", 37)
+    export_onnx(net, tmp_path / "plain.onnx", 37, fold_pads=False)
     assert _ops(tmp_path / "plain.onnx").count("Pad") == 2  # what the exporter writes
-    monkeypatch.undo()
     export_onnx(net, tmp_path / "folded.onnx", 37)  # verified against torch inside
     ops = _ops(tmp_path / "folded.onnx")
     assert "Pad" not in ops and "Shape" not in ops and ops.count("Conv") == 2
@@ -103,20 +99,17 @@ def test_fold_leaves_a_zero_pad_that_feeds_something_else(tmp_path):
     assert _ops(tmp_path / "m.onnx").count("Pad") == 1
 
 
-def test_export_fixes_the_amounts_of_a_pad_it_cannot_fold(tmp_path, monkeypatch):
+def test_export_fixes_the_amounts_of_a_pad_it_cannot_fold(tmp_path):
     """TensorFlow-style "same" average pooling (timm's AvgPool2dSame, as in MaxViT's downsampling)
     keeps its Pad, but with constant amounts: no shape arithmetic is left for a quantizer to touch."""
     from timm.layers import create_conv2d, create_pool2d
 
     from ewaste_stream.model.quantize import computed_pads
-    import ewaste_stream.model.onnx_export as mod
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(create_conv2d(3, 8, 3, stride=2, padding="same"),
                               create_pool2d("avg", 3, stride=2, padding="same"), torch.nn.Flatten()).eval()
-    with monkeypatch.context() as m:
-        m.setattr(mod, "fold_pads_into_convs", lambda path, size: 0)
-        export_onnx(net, tmp_path / "plain.onnx", 33)
+    export_onnx(net, tmp_path / "plain.onnx", 33, fold_pads=False)
     assert computed_pads(tmp_path / "plain.onnx") == 2
     export_onnx(net, tmp_path / "fixed.onnx", 33)  # verified against torch inside
     ops = _ops(tmp_path / "fixed.onnx")

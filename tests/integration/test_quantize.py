@@ -12,6 +12,7 @@ import pytest
 
 from ewaste_stream.cli import main
 from ewaste_stream.model import ModelLoadError, load_classifier, load_model_info
+from ewaste_stream.model.onnx_export import export_onnx
 from ewaste_stream.model.small_cnn import tiny_model_folder
 
 CLASSES = ("Battery", "Keyboard")
@@ -123,16 +124,7 @@ def test_export_int8_needs_calibration_data(folder, capsys):
     assert "/nonexistent/train" in capsys.readouterr().err
 
 
-def _export_unfolded(net, path, size: int, monkeypatch) -> None:
-    """``export_onnx`` as it was before pads were folded into the convolutions."""
-    import ewaste_stream.model.onnx_export as onnx_export
-
-    with monkeypatch.context() as m:
-        m.setattr(onnx_export, "fold_pads_into_convs", lambda path, size: 0)
-        onnx_export.export_onnx(net, path, size)
-
-
-def test_int8_graph_of_a_same_padding_net_pads_as_fp32(folder, train_dir, monkeypatch):
+def test_int8_graph_of_a_same_padding_net_pads_as_fp32(folder, train_dir):
     """A model.onnx exported with pad amounts computed at run time (TensorFlow-style "same"
     padding, as timm's tf_efficientnet models; exports before pads were folded): quantized as it
     is, the quantizer also quantized that arithmetic and padded the 5x5 convolution [0, 2] instead of
@@ -148,7 +140,7 @@ def test_int8_graph_of_a_same_padding_net_pads_as_fp32(folder, train_dir, monkey
     net = torch.nn.Sequential(create_conv2d(3, 8, 3, stride=2, padding="same"), torch.nn.ReLU6(),
                               create_conv2d(8, 8, 5, stride=2, padding="same"), torch.nn.AdaptiveAvgPool2d(1),
                               torch.nn.Flatten(), torch.nn.Linear(8, len(CLASSES))).eval()
-    _export_unfolded(net, folder / "model.onnx", 32, monkeypatch)
+    export_onnx(net, folder / "model.onnx", 32, fold_pads=False)  # as exported before pads were folded
     assert [n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node].count("Pad") == 2
     mj = folder / "model.json"
     d = json.loads(mj.read_text())
@@ -182,7 +174,7 @@ def _warnings_at_load(folder) -> tuple[object, list[str]]:
     return clf, seen
 
 
-def test_an_int8_graph_with_computed_pads_is_named_at_load(folder, train_dir, tmp_path, monkeypatch):
+def test_an_int8_graph_with_computed_pads_is_named_at_load(folder, train_dir, tmp_path):
     """An int8 graph made before pads were folded still loads (it passed its agreement check),
     with a warning that names the file and the command that re-makes it. The count is measured
     when the graph is made and read from model.json at load (no graph parsing at start-up)."""
@@ -199,7 +191,7 @@ def test_an_int8_graph_with_computed_pads_is_named_at_load(folder, train_dir, tm
     torch.manual_seed(0)
     net = torch.nn.Sequential(create_conv2d(3, 4, 3, stride=2, padding="same"), torch.nn.Flatten()).eval()
     plain = tmp_path / "plain.onnx"
-    _export_unfolded(net, plain, 32, monkeypatch)
+    export_onnx(net, plain, 32, fold_pads=False)
     assert computed_pads(plain) == 1
 
     mj = folder / "model.json"

@@ -21,7 +21,10 @@ colour or by being darker still; light items differ a lot. Thin seams and scratc
 px across) vanish in the downscaled, lightly blurred image the detector works on
 (``downscale``). Items are connected regions (4-connectivity, holes filled, no closing that
 could bridge the gap between two neighbours), filtered by ``min_area``/``max_area`` and
-ROI; fragments lying mostly inside another region's box are merged into it. Each frame's
+ROI; fragments lying mostly inside another region's box are merged into it. A dark item's
+smooth surface at the belt's own brightness (a black screen) differs from the belt only by
+lacking its grain and streaks: pixels with less detail across the belt's motion than
+``smooth_ratio`` x the belt's are item pixels too (see ``_smooth``). Each frame's
 analysis also carries the *core* of that mask: the pixels that differ by brightness or colour,
 not by darkness alone (see ``_foreground``).
 
@@ -50,6 +53,7 @@ _MOVING = 0.25  # px/frame of the motion image (1/2 the working size): the belt 
 LIGHT_STEP = 0.1  # the whole belt 10 % brighter or darker than its model at once: rescale the model
 COLOUR_STEP = 1.5  # ... or its colour (B-G, R-G) off by this many grey levels: shift the model
 _SIGMA_MIN = 1.0  # grey levels: floor of the belt's per-row spread
+_DETAIL_MIN = 1.0  # grey levels: a belt with less detail across its motion than this has none to tell items by
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,7 @@ class BeltDetector:
         self.motion = BeltMotion()
         self.frames = 0
         self._fg_age: np.ndarray | None = None  # uint8 (sh, sw): frames of motion each pixel has been foreground
+        self._smooth_age: np.ndarray | None = None  # uint8 (sh, sw): frames of motion each pixel has been smooth
         # no item is bigger than max_area, nor than a quarter of the picture (working px)
         self._max_item_px = min(cfg.max_area / (self.sx * self.sy), 0.25 * self.sw * self.sh)
         self._relearn: np.ndarray | None = None  # uint8 (sh, sw): a changed look of the belt being relearnt
@@ -120,8 +125,15 @@ class BeltDetector:
         light_step = self.last_light_step if self._follow_light_step(small) else None
         lum, chroma, belt_lum = self._residual(small)
         mask, contrast, core = self._foreground(lum, chroma, belt_lum)
+        smooth = self._smooth(frame.image)
+        if smooth is not None:  # but not what has stayed smooth in one place (nor its ragged rim)
+            stale = cv2.dilate(cv2.compare(self._smooth_age, GHOST_FRAMES, cv2.CMP_GE), _KERNEL7)
+            mask |= cv2.bitwise_and(smooth, smooth, mask=cv2.bitwise_not(stale))
         shift, conf = self.motion.update(lum)
-        self._learn(small, lum, chroma, mask, moving=shift is not None and abs(shift[0]) + abs(shift[1]) >= _MOVING)
+        moving = shift is not None and abs(shift[0]) + abs(shift[1]) >= _MOVING
+        if smooth is not None:  # frames of motion each pixel has been smooth: what stays smooth is not an item
+            self._smooth_age = cv2.multiply(cv2.min(cv2.add(self._smooth_age, int(moving)), GHOST_FRAMES), smooth)
+        self._learn(small, lum, chroma, mask, moving=moving)
         self.frames += 1
         if shift is not None:
             shift = (shift[0] * self.sx * 2, shift[1] * self.sy * 2)  # motion works at half the small size
@@ -236,6 +248,38 @@ class BeltDetector:
         contrast = cv2.max(cv2.absdiff(lum, 0.0) / thr_l, chroma / thr_c)
         return mask, contrast, core
 
+    def _smooth(self, image: np.ndarray) -> np.ndarray | None:
+        """Item pixels by what they lack: detail across the belt's motion. A belt has grain and
+        streaks; a black screen or a dark plastic front at the belt's own brightness has neither,
+        and is the part of a dark item that brightness and colour miss (the screen of a monitor
+        whose shading crosses the belt's level falls in two without it). Measured between rows
+        (motion blur is along the belt, so it does not smooth this direction) at full resolution,
+        averaged to the working size, in units of the belt's median this frame (so a lighting step
+        or a stopped belt changes nothing). Smooth regions narrower than 5 working px are dropped.
+        Returns 0/1 at the working size; ``None`` when off, or when the belt itself has no detail
+        to compare with (its median under ``_DETAIL_MIN``)."""
+        ratio = self.cfg.smooth_ratio
+        if ratio is None:
+            return None
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        across = np.zeros_like(grey)
+        cv2.absdiff(grey[2:], grey[:-2], dst=across[1:-1])
+        detail = cv2.blur(shrink(across, self.ds, (self.sw, self.sh)).astype(np.float32), (3, 3))
+        sample = detail[::4, ::4]
+        if self._belt_px is not None:  # the belt's own pixels, unless items cover most of it
+            belt = self._belt_px[::4, ::4]
+            sample = sample[belt] if 5 * np.count_nonzero(belt) >= belt.size else sample
+        level = float(np.median(sample))
+        if self._smooth_age is None:
+            self._smooth_age = np.zeros(detail.shape, np.uint8)
+        if level < _DETAIL_MIN:
+            return None
+        smooth = cv2.morphologyEx((detail < ratio * level).view(np.uint8), cv2.MORPH_OPEN, _KERNEL5,
+                                  borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        if self._roi_mask is not None:
+            smooth &= self._roi_mask
+        return smooth
+
     def _learn(self, small: np.ndarray, lum: np.ndarray, chroma: np.ndarray, mask: np.ndarray, moving: bool) -> None:
         assert self.mean is not None
         near = cv2.dilate(mask, _KERNEL5)  # keep item borders and shadows out of the belt model
@@ -271,6 +315,7 @@ class BeltDetector:
 
 
 _KERNEL5 = np.ones((5, 5), np.uint8)
+_KERNEL7 = np.ones((7, 7), np.uint8)
 _KERNEL3 = np.ones((3, 3), np.uint8)
 _OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [1.0, -1.0, 0.0], [0.0, -1.0, 1.0]], np.float32)  # from BGR
 

@@ -3,7 +3,8 @@
 Not the simulator (``ewaste_stream.sim`` composites real photos): flat-coloured, rotated
 rectangles on a dark, textured, scrolling belt (grain, streaks along the belt, skewed dark
 seams across it), drawn fast with OpenCV so tests can make hundreds of frames in a second.
-Items can be light, dark (darker than the belt, belt-coloured) or carry a dark band; an
+Items can be light, dark (darker than the belt, belt-coloured), smooth (flat, at the belt's
+own mean brightness: only the belt's missing texture gives it away) or carry a dark band; an
 optional shadow falls beside them. ``COLOURS[i]`` is the colour of class ``i`` so a stub
 classifier can read the class back from a crop (:class:`ColourClassifier`).
 """
@@ -16,6 +17,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+BELT_LEVEL = 52  # the belt's mean grey level
 COLOURS = ((40, 200, 230), (230, 120, 40), (60, 220, 60), (200, 60, 200), (230, 230, 230), (40, 60, 220))  # BGR
 
 
@@ -30,7 +32,7 @@ class SynthItem:
     h: float
     angle: float = 0.0
     cls: int = 0
-    kind: str = "light"  # light | dark | banded
+    kind: str = "light"  # light | dark | smooth | banded
     shadow: tuple[float, float] | None = None  # shadow offset (dx, dy) px, or none
 
 
@@ -47,7 +49,7 @@ class SynthBelt:
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)
         loop = 4 * self.width
-        g = np.full((self.height, loop), 52.0, np.float32)
+        g = np.full((self.height, loop), float(BELT_LEVEL), np.float32)
         if self.texture:
             g += cv2.GaussianBlur(rng.normal(0, 6, g.shape).astype(np.float32), (0, 0), 0.8)
             rows = cv2.resize(rng.normal(0, 1, (self.height, loop // 64)).astype(np.float32), (loop, self.height))
@@ -94,6 +96,9 @@ class SynthBelt:
             m = np.zeros(img.shape[:2], np.uint8)
             cv2.fillPoly(m, [pts], 1)
             img[m > 0] = (img[m > 0] * 0.35).astype(np.uint8)  # the belt, much darker
+            return
+        if it.kind == "smooth":
+            cv2.fillPoly(img, [pts], (BELT_LEVEL,) * 3)
             return
         cv2.fillPoly(img, [pts], COLOURS[it.cls % len(COLOURS)])
         if it.kind == "banded":

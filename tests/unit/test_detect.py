@@ -111,6 +111,59 @@ def test_core_is_the_part_of_the_mask_that_differs_by_more_than_darkness(kind, c
     assert core_share[0] <= share <= core_share[1]
 
 
+def _noisy(img: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> np.ndarray:
+    """``img`` with a camera's sensor noise."""
+    return np.clip(img + rng.normal(0.0, sigma, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("smooth_ratio", [0.6, None])
+def test_a_smooth_item_as_bright_as_the_belt_is_found_by_its_missing_texture(smooth_ratio):
+    """A flat item exactly as bright as the belt (a black screen on a dark belt), seen through sensor
+    noise: only the belt's missing grain gives it away. Found whole with the cue, not at all without."""
+    belt = SynthBelt(W, H, seed=2, speed=lambda k: 10.0)
+    item = SynthItem(1, cx=-60.0, cy=180.0, w=110.0, h=70.0, angle=25.0, cls=1, kind="smooth")
+    det = BeltDetector(DetectorSection(smooth_ratio=smooth_ratio), "cam0", W, H)
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        img, gts = belt.frame(k, [item])
+        dets = detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, _noisy(img, rng))), det.cfg)
+        if k < 25:
+            continue  # coming into view
+        if smooth_ratio is None:
+            assert dets == [], k
+        else:
+            assert len(dets) == 1 and _iou(dets[0].bbox, gts[0]["bbox"]) > 0.75, (k, dets)
+
+
+def test_a_belt_without_texture_gives_the_smooth_cue_nothing():
+    """A plain belt under sensor noise has no detail for items to lack: no items, ever."""
+    belt = SynthBelt(W, H, seed=4, texture=False, speed=lambda k: 10.0)
+    det = BeltDetector(DetectorSection(), "cam0", W, H)
+    rng = np.random.default_rng(1)
+    for k in range(60):
+        img, _ = belt.frame(k, [])
+        an = det.analyse(Frame("cam0", k, k / 60.0, _noisy(img, rng) if k % 2 else img))
+        assert detections_from_mask(an, det.cfg) == [], k
+
+
+def test_something_smooth_that_stays_in_view_of_a_moving_belt_stops_being_an_item():
+    """A flat patch that stays put while the belt moves (glare, a plate over the belt) is an item only
+    until it has stayed smooth for GHOST_FRAMES of motion; then it is belt for good, not every other minute."""
+    from ewaste_stream.detect import GHOST_FRAMES
+    from ewaste_stream.synthetic import BELT_LEVEL
+    belt = SynthBelt(W, H, seed=7, speed=lambda k: 10.0)
+    det = BeltDetector(DetectorSection(), "cam0", W, H)
+    rng = np.random.default_rng(2)
+    seen = []
+    for k in range(GHOST_FRAMES + 400):
+        img, _ = belt.frame(k, [])
+        if k >= 20:
+            img[100:160, 200:300] = BELT_LEVEL
+        seen.append(len(detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, _noisy(img, rng))), det.cfg)))
+    assert seen[25:20 + GHOST_FRAMES] == [1] * (GHOST_FRAMES - 5)
+    assert seen[25 + GHOST_FRAMES:] == [0] * (len(seen) - 25 - GHOST_FRAMES)
+
+
 def _belt_chroma_bias(an_det: BeltDetector, clean: BeltDetector, rows: slice) -> float:
     """Largest colour difference (grey levels) between two belt models over ``rows``."""
     import numpy as np

@@ -93,7 +93,7 @@ class BeltDetector:
         self.motion = BeltMotion()
         self.frames = 0
         self._fg_age: np.ndarray | None = None  # uint8 (sh, sw): frames of motion each pixel has been foreground
-        self._smooth_age: np.ndarray | None = None  # uint8 (sh, sw): frames of motion each pixel has been smooth
+        self._smooth_age = np.zeros((self.sh, self.sw), np.uint8)  # frames of motion each pixel has been smooth
         # no item is bigger than max_area, nor than a quarter of the picture (working px)
         self._max_item_px = min(cfg.max_area / (self.sx * self.sy), 0.25 * self.sw * self.sh)
         self._relearn: np.ndarray | None = None  # uint8 (sh, sw): a changed look of the belt being relearnt
@@ -132,7 +132,7 @@ class BeltDetector:
         shift, conf = self.motion.update(lum)
         moving = shift is not None and abs(shift[0]) + abs(shift[1]) >= _MOVING
         if smooth is not None:  # frames of motion each pixel has been smooth: what stays smooth is not an item
-            self._smooth_age = cv2.multiply(cv2.min(cv2.add(self._smooth_age, int(moving)), GHOST_FRAMES), smooth)
+            self._smooth_age = _aged(self._smooth_age, moving, smooth)
         self._learn(small, lum, chroma, mask, moving=moving)
         self.frames += 1
         if shift is not None:
@@ -270,8 +270,6 @@ class BeltDetector:
             belt = self._belt_px[::4, ::4]
             sample = sample[belt] if 5 * np.count_nonzero(belt) >= belt.size else sample
         level = float(np.median(sample))
-        if self._smooth_age is None:
-            self._smooth_age = np.zeros(detail.shape, np.uint8)
         if level < _DETAIL_MIN:
             return None
         smooth = cv2.morphologyEx((detail < ratio * level).view(np.uint8), cv2.MORPH_OPEN, _KERNEL5,
@@ -290,7 +288,7 @@ class BeltDetector:
         # stuck in view): an item moving with the belt covers a pixel for a few frames, and learning
         # it then leaves a trail of its colour in the belt model; items on a stopped belt are items.
         age = self._fg_age if self._fg_age is not None else np.zeros(near.shape, np.uint8)
-        self._fg_age = cv2.multiply(cv2.min(cv2.add(age, int(moving)), GHOST_FRAMES), near)  # 0 on the belt
+        self._fg_age = _aged(age, moving, near)  # 0 on the belt
         ghost = cv2.compare(self._fg_age, GHOST_FRAMES, cv2.CMP_GE)
         if cv2.countNonZero(ghost):
             cv2.accumulateWeighted(small, self.mean, _ALPHA_FG, ghost)
@@ -318,6 +316,12 @@ _KERNEL5 = np.ones((5, 5), np.uint8)
 _KERNEL7 = np.ones((7, 7), np.uint8)
 _KERNEL3 = np.ones((3, 3), np.uint8)
 _OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [1.0, -1.0, 0.0], [0.0, -1.0, 1.0]], np.float32)  # from BGR
+
+
+def _aged(age: np.ndarray, moving: bool, present: np.ndarray) -> np.ndarray:
+    """``age`` (uint8 frames of belt motion) one frame on: +1 where ``present`` (0/1) and the belt
+    moved, capped at ``GHOST_FRAMES``; 0 where not present."""
+    return cv2.multiply(cv2.min(cv2.add(age, int(moving)), GHOST_FRAMES), present)
 
 
 def _light_change(now: np.ndarray, model: np.ndarray, belt: np.ndarray) -> tuple[float, float, float]:

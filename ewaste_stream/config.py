@@ -139,6 +139,8 @@ class TrackerSection(_Section):
     split_neck_ratio: float = Field(0.6, gt=0, le=1)  # a new region is cut where it narrows below this x item size
     split_min_radius: float = Field(0.014, gt=0, le=0.5)  # ... into parts this thick (x frame height)
     split_min_rect_gain: float | None = Field(0.0, ge=-1, le=1)  # ... if its parts are this much more box-like; None: any
+    neck_cut_max_bridge: float | None = Field(0.5, gt=0, le=1)  # ... unless, on the full-resolution picture, this share
+    # of each part's bright or coloured pixels runs on into another part (one item with a waist); None: off
     core_split_rect_gain: float | None = Field(0.02, ge=-1, le=1)  # cut a region along its bright/coloured cores when
     # its parts together are this much more box-like (neighbours joined by a dark gap where their shadows overlap); None: off
     fine_split_rect_gain: float | None = Field(0.02, ge=-1, le=1)  # ... the same on the full-resolution picture; None = off

@@ -198,12 +198,89 @@ def split_by_fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, floa
     mask's px -> the picture's px), for a piece no track has claimed yet. Two items
     one behind the other along the belt, 10 px apart, keep only ~3 px of clean belt between
     them once motion-blurred: under one px at the mask's scale, but there at full resolution.
-    The belt's look is taken from the picture around the piece (the median of the pixels off
-    it); a core pixel is brighter than that, or another colour, by ``k`` x the belt's spread
-    there (at least ``floor`` grey levels), in a 3x3 opening. Cores of at least ``min_px`` (px
+    The cores are :func:`fine_core`'s (``k``, ``floor``). Cores of at least ``min_px`` (px
     of the mask's scale) and ``min_radius`` thick are the seeds of :func:`_split_by_seeds`."""
     if piece.area < 2 * min_px:
         return [piece]
+    fine = fine_core(piece, image, scale, k, floor)
+    if fine is None:
+        return [piece]
+    sx, sy = scale
+    h, w = piece.mask.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fine.core, connectivity=8)
+    seeds = []
+    for j in range(1, n):
+        if stats[j, cv2.CC_STAT_AREA] < min_px * sx * sy:
+            continue
+        seed = (cv2.resize(fine.on_piece(labels == j), (w, h), interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8)
+        seed &= piece.mask
+        if cv2.countNonZero(seed) and inscribed_radius(seed) >= min_radius:
+            seeds.append(seed > 0)
+    return _split_by_seeds(piece, seeds, min_rect_gain)
+
+
+def bridged(piece: Piece, parts: Sequence[Piece], image: np.ndarray, scale: tuple[float, float],
+            share: float, k: float = 3.0, floor: float = 10.0) -> bool:
+    """Whether ``parts`` of ``piece`` are one item on the full-resolution picture: at least
+    ``share`` of every part's :func:`fine_core` pixels lie in cores that reach into another part.
+
+    A cut at a neck of the mask (:func:`split_piece`) parts two items that touch at the mask's
+    scale, or one item with a narrow waist (a dark band across a washing machine, a battery's
+    cap). Two items 10 px apart keep a line of clean belt between them at full resolution,
+    which parts their cores; one item's bright or coloured surface runs on through its
+    waist. Dark parts of an item show no core, so they never hold a cut back."""
+    fine = fine_core(piece, image, scale, k, floor)
+    if fine is None:
+        return False
+    n, labels = cv2.connectedComponents(fine.core, connectivity=8)
+    counts = []
+    for part in parts:
+        own = np.zeros(piece.mask.shape, np.uint8)
+        x, y = part.x0 - piece.x0, part.y0 - piece.y0
+        own[y:y + part.mask.shape[0], x:x + part.mask.shape[1]] = part.mask
+        on = fine.from_piece(own) & fine.core
+        counts.append(np.bincount(labels[on > 0], minlength=n))
+    total = sum(counts)
+    for c in counts:
+        shared = (c > 0) & (total > c)
+        shared[0] = False
+        if c[1:].sum() == 0 or c[shared].sum() < share * c[1:].sum():
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class FineCore:
+    """:func:`fine_core`'s answer: the core pixels on a crop of the picture around a piece."""
+
+    core: np.ndarray  # uint8 crop of the picture, 1 = core pixel of the piece
+    at: tuple[int, int]  # where the piece's box starts in the crop (x, y), picture px
+    size: tuple[int, int]  # the piece's box in picture px (W, H)
+
+    def from_piece(self, mask: np.ndarray) -> np.ndarray:
+        """A mask of the piece's box (mask scale) on the crop, nearest-neighbour."""
+        (x, y), (w, h) = self.at, self.size
+        out = np.zeros_like(self.core)
+        sub = out[y:y + h, x:x + w]  # cut short where the piece's box leaves the picture
+        sub[:] = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)[:sub.shape[0], :sub.shape[1]]
+        return out
+
+    def on_piece(self, crop_mask: np.ndarray) -> np.ndarray:
+        """A bool mask of the crop as float32 over the piece's box (picture px), zeros past the picture."""
+        (x, y), (w, h) = self.at, self.size
+        comp = crop_mask.astype(np.float32)[y:y + h, x:x + w]
+        if comp.shape != (h, w):
+            comp = cv2.copyMakeBorder(comp, 0, h - comp.shape[0], 0, w - comp.shape[1], cv2.BORDER_CONSTANT, value=0)
+        return comp
+
+
+def fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, float], k: float = 3.0,
+              floor: float = 10.0) -> FineCore | None:
+    """The piece's core pixels on the full-resolution picture (``image``, BGR; ``scale``: the
+    mask's px -> the picture's px): brighter than the belt, or another colour, by ``k`` x the
+    belt's spread there (at least ``floor`` grey levels), in a 3x3 opening. The belt's look is
+    taken from the picture around the piece (the median of the pixels off it). None when the
+    piece is too near the picture's edge to see the belt around it."""
     sx, sy = scale
     h, w = piece.mask.shape
     ih, iw = image.shape[:2]
@@ -212,40 +289,24 @@ def split_by_fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, floa
     W, H = int(round(w * sx)), int(round(h * sy))
     a0, b0, a1, b1 = max(0, X0 - pad), max(0, Y0 - pad), min(iw, X0 + W + pad), min(ih, Y0 + H + pad)
     if a1 - a0 < 8 or b1 - b0 < 8:
-        return [piece]
+        return None
     crop = image[b0:b1, a0:a1].astype(np.float32)
-    m = np.zeros((b1 - b0, a1 - a0), np.uint8)
-    up = cv2.resize(piece.mask, (W, H), interpolation=cv2.INTER_NEAREST)
-    mx0, my0 = X0 - a0, Y0 - b0  # >= 0: the crop starts at or before the piece
-    sub = m[my0:my0 + H, mx0:mx0 + W]  # cut short where the piece's box leaves the picture
-    sub[:] = up[:sub.shape[0], :sub.shape[1]]
-    near = cv2.dilate(m, np.ones((pad + 1, pad + 1), np.uint8))
-    belt = near == 0
+    fine = FineCore(np.zeros((b1 - b0, a1 - a0), np.uint8), (X0 - a0, Y0 - b0), (W, H))  # at >= 0
+    m = fine.from_piece(piece.mask)
+    belt = cv2.dilate(m, np.ones((pad + 1, pad + 1), np.uint8)) == 0
     if np.count_nonzero(belt) < 64:
-        return [piece]
+        return None
     b, g, r = cv2.split(crop)
-    lum, c1, c2 = (b + g + r) / 3.0, b - g, r - g
     out = []
-    for ch in (lum, c1, c2):
+    for ch in ((b + g + r) / 3.0, b - g, r - g):
         vals = ch[belt]
         ref = _median(vals)
         spread = 1.4826 * _median(np.abs(vals - ref, out=vals))
         out.append((ch - ref, max(floor, k * spread)))
     (dl, tl), (d1, t1), (d2, t2) = out
     core = ((dl > tl) | (np.abs(d1) > t1) | (np.abs(d2) > t2)).astype(np.uint8) & m
-    core = cv2.morphologyEx(core, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
-    seeds = []
-    for j in range(1, n):
-        if stats[j, cv2.CC_STAT_AREA] < min_px * sx * sy:
-            continue
-        comp = (labels == j).astype(np.float32)[my0:my0 + H, mx0:mx0 + W]
-        if comp.shape != (H, W):
-            comp = cv2.copyMakeBorder(comp, 0, H - comp.shape[0], 0, W - comp.shape[1], cv2.BORDER_CONSTANT, value=0)
-        seed = (cv2.resize(comp, (w, h), interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8) & piece.mask
-        if cv2.countNonZero(seed) and inscribed_radius(seed) >= min_radius:
-            seeds.append(seed > 0)
-    return _split_by_seeds(piece, seeds, min_rect_gain)
+    fine.core[:] = cv2.morphologyEx(core, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    return fine
 
 
 def _median(a: np.ndarray) -> np.floating:

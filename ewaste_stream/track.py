@@ -58,7 +58,7 @@ from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
-from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, inscribed_radius, join_fragments, mean_contrast,
+from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, bridged, inscribed_radius, join_fragments, mean_contrast,
                       merge_footprint, move_footprint, occupancy, segment, split_by_core, split_by_fine_core, split_piece)
 
 INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
@@ -231,8 +231,7 @@ class Tracker:
         tracked = [p for p in pieces if p.key is not None]
         radius = self.cfg.split_min_radius * cam.height / cam.scale[1]
         thinnest = self.cfg.min_item_radius * cam.height / cam.scale[1]
-        new = [q for p in pieces if p.key is None and not p.entering
-               for q in split_piece(p, self.cfg.split_neck_ratio, radius, self.cfg.split_min_rect_gain)]
+        new = [q for p in pieces if p.key is None and not p.entering for q in self._cut_at_necks(p, an, cam, radius)]
         if an.core is not None and self.cfg.core_split_rect_gain is not None:
             new = [q for p in new for q in split_by_core(p, an.core, min_area / px, radius, self.cfg.core_split_rect_gain)]
         if an.image is not None and self.cfg.fine_split_rect_gain is not None:
@@ -367,6 +366,16 @@ class Tracker:
         self._next_id += 1
         self.tracks[tr.id] = tr
         return tr
+
+    def _cut_at_necks(self, piece: Piece, an: FrameAnalysis, cam: _Camera, radius: float) -> list[Piece]:
+        """A new piece cut at its necks (:func:`split_piece`), unless the full-resolution picture
+        shows it is one item (:func:`bridged`)."""
+        parts = split_piece(piece, self.cfg.split_neck_ratio, radius, self.cfg.split_min_rect_gain)
+        share = self.cfg.neck_cut_max_bridge
+        if len(parts) > 1 and share is not None and an.image is not None and bridged(piece, parts, an.image,
+                                                                                     cam.scale, share):
+            return [piece]
+        return parts
 
     def _observe(self, tr: Track, cam: _Camera, an: FrameAnalysis, piece: Piece, crossed: list[Track]) -> CameraView:
         sx, sy = an.scale

@@ -429,3 +429,47 @@ def test_footprint_ages_forgets_and_stamps_the_new_piece():
     assert view.footprint.tolist() == [[1] * 5] * 4
     merge_footprint(view, piece_from_mask(None, mask, 16, 20), keep=1)  # age 1 -> 2 > keep: gone
     assert (view.x0, view.age.tolist()) == (14, [[1, 1, 0, 0, 0]] * 4)
+
+
+def _dumbbell(bar_in_picture: bool, shade: int = 180):
+    """Two 80 x 80 px boxes 40 px apart joined by a 16 px thick bar: at 1/4 scale one region
+    with a neck, which :func:`split_piece` cuts. With ``bar_in_picture`` the bar is part of the
+    item (one item with a waist); without it, only the mask joins the boxes (two neighbours
+    blurred together) and the picture shows belt between them. ``shade``: the item's grey."""
+    rng = np.random.default_rng(7)
+    img = np.clip(50 + rng.normal(0, 3, (240, 320, 3)), 0, 255).astype(np.uint8)
+    parts = [(40, 60, 120, 140), (160, 60, 240, 140)]
+    bar = (120, 92, 160, 108)
+    for x0, y0, x1, y1 in parts + ([bar] if bar_in_picture else []):
+        img[y0:y1, x0:x1] = shade
+    mask = np.zeros((60, 80), np.uint8)
+    for x0, y0, x1, y1 in parts + [bar]:
+        mask[y0 // 4:y1 // 4, x0 // 4:x1 // 4] = 1
+    return img, _piece(mask)
+
+
+@pytest.mark.parametrize("bar_in_picture,shade,whole", [
+    (True, 180, True),  # a bright item with a waist: its surface runs on through the neck
+    (False, 180, False),  # two bright neighbours: clean belt between them at full resolution
+    (True, 40, False),  # a dark item shows no bright or coloured core at all: it never holds a cut back
+])
+def test_bridged_tells_a_waist_from_two_neighbours(bar_in_picture, shade, whole):
+    from ewaste_stream.segment import bridged
+    img, piece = _dumbbell(bar_in_picture, shade)
+    parts = split_piece(piece, 0.6, 2.0, 0.0)
+    assert len(parts) == 2  # the mask alone cannot tell: both are cut at the neck
+    assert bridged(piece, parts, img, (4.0, 4.0), 0.5) is whole
+
+
+def test_the_tracker_keeps_an_item_with_a_waist_whole_and_parts_neighbours():
+    seen = {}
+    for bar_in_picture in (True, False):
+        img, piece = _dumbbell(bar_in_picture)
+        tr = _tracker(neck_cut_max_bridge=0.5)
+        an = FrameAnalysis(camera="cam0", frame_seq=0, t=0.0, mask=np.zeros((60, 80), np.uint8), scale=(4.0, 4.0),
+                           shift=None, shift_confidence=0.0, image=img)
+        cam = tr._camera(an)
+        seen[bar_in_picture] = len(tr._cut_at_necks(piece, an, cam, 2.0))
+        off = _tracker(neck_cut_max_bridge=None)
+        assert len(off._cut_at_necks(piece, an, off._camera(an), 2.0)) == 2  # None: every neck cut stands
+    assert seen == {True: 1, False: 2}

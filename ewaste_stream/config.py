@@ -146,6 +146,9 @@ class TrackerSection(_Section):
     fine_split_rect_gain: float | None = Field(0.02, ge=-1, le=1)  # ... the same on the full-resolution picture; None = off
     entering_near: float = Field(0.011, ge=0, le=0.1)  # a small new piece this close (x frame height) to an item still
     entering_small: float = Field(4.0, ge=0)  # coming in (smaller than this x the min item area) waits to join it; 0 = off
+    parted_min_core: float | None = Field(0.3, gt=0, le=1)  # two item-sized pieces that each show this share of bright
+    # or coloured pixels on the full-resolution picture, with no core running from one into the other, are two items:
+    # a small piece does not join such a neighbour for being near it (join_gap / entering_near); None: off
     fragment_join_near: float = Field(0.022, ge=0, le=0.1)  # a small new piece this close (x frame height) to an item
     fragment_join_max_rect_loss: float = Field(0.08, ge=0, le=1)  # ... joins it if together they fill their rectangle at
     # most this much worse than the item alone (it completes the item's box); fragment_join_near 0 = off

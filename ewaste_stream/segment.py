@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -232,21 +232,55 @@ def bridged(piece: Piece, parts: Sequence[Piece], image: np.ndarray, scale: tupl
     fine = fine_core(piece, image, scale, k, floor)
     if fine is None:
         return False
+    cores = _part_cores(fine, piece, parts)
+    return all(n_core > 0 and joined >= share * n_core for joined, n_core, _ in cores)
+
+
+def parted(a: Piece, b: Piece, image: np.ndarray, scale: tuple[float, float], min_px: float, min_core: float,
+           reach: int = 2, share: float = 0.5, k: float = 3.0, floor: float = 10.0) -> bool:
+    """Whether two pieces side by side are two items by the full-resolution picture: both at
+    least ``min_px`` (px of the mask's scale), at least ``min_core`` of each one's pixels
+    :func:`fine_core` pixels (bright or coloured), and under ``share`` of either's core pixels
+    in cores that reach into the other (:func:`bridged`'s test, the other way round), looked at
+    over both pieces and the gap of up to ``reach`` px between them.
+
+    Two bright items 10 px apart whose masks blur together keep a line of clean belt between
+    their cores. A dark piece beside a bright one says nothing: a dark item's body and the dark
+    part of a bright item look alike there, so it is never called apart."""
+    if a.area < min_px or b.area < min_px:
+        return False
+    (x0, y0), (ma, mb) = _canvas(a, b, reach + 1)
+    k_reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    whole = piece_from_mask(None, cv2.morphologyEx(ma | mb, cv2.MORPH_CLOSE, k_reach), x0, y0)  # across the gap too
+    if whole is None:
+        return False
+    fine = fine_core(whole, image, scale, k, floor)
+    if fine is None:
+        return False
+    cores = _part_cores(fine, whole, (a, b))
+    return all(n_core >= min_core * n_px and joined < share * n_core for joined, n_core, n_px in cores)
+
+
+def _part_cores(fine: "FineCore", piece: Piece, parts: Sequence[Piece]) -> list[tuple[int, int, int]]:
+    """Per part of ``piece``, on the picture: (its core pixels in cores that reach into another
+    part, its core pixels, its pixels)."""
     n, labels = cv2.connectedComponents(fine.core, connectivity=8)
-    counts = []
+    counts, sizes = [], []
     for part in parts:
         own = np.zeros(piece.mask.shape, np.uint8)
         x, y = part.x0 - piece.x0, part.y0 - piece.y0
         own[y:y + part.mask.shape[0], x:x + part.mask.shape[1]] = part.mask
-        on = fine.from_piece(own) & fine.core
+        on = fine.from_piece(own)
+        sizes.append(cv2.countNonZero(on))
+        on &= fine.core
         counts.append(np.bincount(labels[on > 0], minlength=n))
     total = sum(counts)
-    for c in counts:
+    out = []
+    for c, size in zip(counts, sizes):
         shared = (c > 0) & (total > c)
         shared[0] = False
-        if c[1:].sum() == 0 or c[shared].sum() < share * c[1:].sum():
-            return False
-    return True
+        out.append((int(c[shared].sum()), int(c[1:].sum()), size))
+    return out
 
 
 @dataclass(frozen=True)
@@ -353,7 +387,8 @@ def parts_fill(parts: Sequence[Piece]) -> float:
 def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: float,
                    min_radius: float, small: tuple[float, int] = (0.0, 0),
                    box_join: tuple[int, float] | None = None,
-                   item_join: tuple[int, float] | None = None) -> tuple[list[Piece], dict[int, Piece]]:
+                   item_join: tuple[int, float] | None = None,
+                   apart: Callable[[Piece, Piece], bool] | None = None) -> tuple[list[Piece], dict[int, Piece]]:
     """Join new pieces that are fragments of an item next to them (an item with dark parts
     shows as several pieces; new items come in over the upstream edge, not beside others).
 
@@ -361,7 +396,9 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
     hull: items never overlap, so it is a part of it), or joins a piece within ``gap`` px (a
     tracked one first, else a bigger new one) when the two together, gaps closed, are one
     compact item (no narrow neck, see :func:`split_touching`); two items side by side have a
-    neck between them and stay apart.
+    neck between them and stay apart. ``apart(a, b)``, when given, vetoes that join for two
+    pieces a closer look tells apart (:func:`parted`: two bright items whose masks blurred
+    together along a wide side, which leaves no neck).
     ``box_join`` = (reach px, max loss): a small new piece (under ``small[0]`` px) within that
     reach of a bigger piece (tracked or new) also joins it when the two together are compact
     and fill their rectangle at most ``max loss`` worse than the bigger piece alone
@@ -386,7 +423,8 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
         if target is None:
             g = max(gap, small[1]) if frag.area < small[0] else gap
             target = next((c for c in cands if _near(frag, c[2], g)
-                           and _compact(frag, c[2], g, neck_ratio, min_radius)), None)
+                           and _compact(frag, c[2], g, neck_ratio, min_radius)
+                           and (apart is None or not apart(frag, c[2]))), None)
         if target is None and box_join is not None and frag.area < small[0]:
             target = next((c for c in cands if c[2].area > frag.area and _completes_box(frag, c[2], box_join, neck_ratio,
                                                                                      min_radius)), None)

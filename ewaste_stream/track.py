@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -58,7 +58,7 @@ from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
-from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, bridged, inscribed_radius, join_fragments, mean_contrast,
+from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, bridged, parted, inscribed_radius, join_fragments, mean_contrast,
                       merge_footprint, move_footprint, occupancy, segment, split_by_core, split_by_fine_core, split_piece)
 
 INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
@@ -242,7 +242,7 @@ class Tracker:
         item_join = ((_px(cam, self.cfg.item_join_near), self.cfg.item_join_min_gain)
                      if self.cfg.item_join_near > 0 else None)
         new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small,
-                                    box_join, item_join)
+                                    box_join, item_join, self._apart(an, cam, min_area / px, small[1]))
         tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new)  # type: ignore[arg-type]
         for piece in tracked:
             if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
@@ -376,6 +376,14 @@ class Tracker:
                                                                                      cam.scale, share):
             return [piece]
         return parts
+
+    def _apart(self, an: FrameAnalysis, cam: _Camera, min_px: float, reach: int) -> Callable[[Piece, Piece], bool] | None:
+        """The test that vetoes a join by nearness (:func:`parted`, ``tracker.parted_min_core``),
+        or None when it is off or the frame came without its picture."""
+        min_core, image = self.cfg.parted_min_core, an.image
+        if min_core is None or image is None:
+            return None
+        return lambda a, b: parted(a, b, image, cam.scale, min_px, min_core, reach)
 
     def _observe(self, tr: Track, cam: _Camera, an: FrameAnalysis, piece: Piece, crossed: list[Track]) -> CameraView:
         sx, sy = an.scale

@@ -473,3 +473,58 @@ def test_the_tracker_keeps_an_item_with_a_waist_whole_and_parts_neighbours():
         off = _tracker(neck_cut_max_bridge=None)
         assert len(off._cut_at_necks(piece, an, off._camera(an), 2.0)) == 2  # None: every neck cut stands
     assert seen == {True: 1, False: 2}
+
+
+def _side_by_side(between: str):
+    """A 80 x 80 px bright box and a 40 x 40 px one 10 px beside it, along its side; at 1/4
+    scale their masks come within a pixel (blur), one region but for that pixel, with no neck
+    to cut. ``between``: "belt" (two items), "bright" (one item: its surface runs on across the
+    gap) or "dark" (the small one is a dark piece)."""
+    rng = np.random.default_rng(3)
+    img = np.clip(50 + rng.normal(0, 3, (240, 320, 3)), 0, 255).astype(np.uint8)
+    img[60:140, 40:120] = 180
+    img[80:120, 130:170] = 40 if between == "dark" else 180
+    if between == "bright":
+        img[80:120, 120:130] = 180
+    big, small = np.zeros((60, 80), np.uint8), np.zeros((60, 80), np.uint8)
+    big[15:35, 10:30] = 1
+    small[20:30, 31:42] = 1
+    return img, _piece(big), _piece(small)
+
+
+@pytest.mark.parametrize("between,apart", [("belt", True), ("bright", False), ("dark", False)])
+def test_parted_tells_two_bright_items_from_one(between, apart):
+    from ewaste_stream.segment import parted
+    img, big, small = _side_by_side(between)
+    assert parted(small, big, img, (4.0, 4.0), 92, 0.3) is apart
+    assert parted(small, big, img, (4.0, 4.0), 120, 0.3) is False  # the small one is under the min item size
+    if apart:
+        assert parted(small, big, img, (4.0, 4.0), 92, 0.99) is False  # not that much of it is bright
+
+
+def test_a_parted_neighbour_is_not_joined_for_being_near():
+    from ewaste_stream.segment import parted
+    img, big, small = _side_by_side("belt")
+    joined, _ = join_fragments([big, small], [], 0, 0.6, 2.0, small=(368, 2))
+    assert len(joined) == 1  # the nearness rule alone joins them: together they have no neck
+    kept, _ = join_fragments([big, small], [], 0, 0.6, 2.0, small=(368, 2),
+                             apart=lambda a, b: parted(a, b, img, (4.0, 4.0), 92, 0.3))
+    assert sorted(p.area for p in kept) == sorted((big.area, small.area))
+    img, big, small = _side_by_side("bright")
+    one, _ = join_fragments([big, small], [], 0, 0.6, 2.0, small=(368, 2),
+                            apart=lambda a, b: parted(a, b, img, (4.0, 4.0), 92, 0.3))
+    assert len(one) == 1
+
+
+def test_the_tracker_asks_parted_only_with_the_picture_and_the_setting_on():
+    img, big, small = _side_by_side("belt")
+    an = FrameAnalysis(camera="cam0", frame_seq=0, t=0.0, mask=np.zeros((60, 80), np.uint8), scale=(4.0, 4.0),
+                       shift=None, shift_confidence=0.0, image=img)
+    tr = _tracker(parted_min_core=0.3)
+    apart = tr._apart(an, tr._camera(an), 92, 2)
+    assert apart is not None and apart(small, big)
+    off = _tracker(parted_min_core=None)
+    assert off._apart(an, off._camera(an), 92, 2) is None
+    blind = FrameAnalysis(camera="cam0", frame_seq=0, t=0.0, mask=an.mask, scale=(4.0, 4.0), shift=None,
+                          shift_confidence=0.0)
+    assert tr._apart(blind, tr._camera(blind), 92, 2) is None

@@ -238,11 +238,11 @@ def bridged(piece: Piece, parts: Sequence[Piece], image: np.ndarray, scale: tupl
 
 def parted(a: Piece, b: Piece, image: np.ndarray, scale: tuple[float, float], min_px: float, min_core: float,
            reach: int = 2, share: float = 0.5, k: float = 3.0, floor: float = 10.0) -> bool:
-    """Whether two pieces side by side are two items by the full-resolution picture: both at
-    least ``min_px`` (px of the mask's scale), at least ``min_core`` of each one's pixels
-    :func:`fine_core` pixels (bright or coloured), and under ``share`` of either's core pixels
-    in cores that reach into the other (:func:`bridged`'s test, the other way round), looked at
-    over both pieces and the gap of up to ``reach`` px between them.
+    """Whether two pieces side by side are two items by the full-resolution picture: both are at
+    least ``min_px`` (px of the mask's scale), at least ``min_core`` of each one's pixels are
+    bright or coloured (:func:`fine_core`, looked at over both pieces and the gap of up to
+    ``reach`` px between them), and under ``share`` of either's core pixels lie in cores that
+    reach into the other (:func:`bridged`'s test, the other way round).
 
     Two bright items 10 px apart whose masks blur together keep a line of clean belt between
     their cores. A dark piece beside a bright one says nothing: a dark item's body and the dark
@@ -261,7 +261,7 @@ def parted(a: Piece, b: Piece, image: np.ndarray, scale: tuple[float, float], mi
     return all(n_core >= min_core * n_px and joined < share * n_core for joined, n_core, n_px in cores)
 
 
-def _part_cores(fine: "FineCore", piece: Piece, parts: Sequence[Piece]) -> list[tuple[int, int, int]]:
+def _part_cores(fine: FineCore, piece: Piece, parts: Sequence[Piece]) -> list[tuple[int, int, int]]:
     """Per part of ``piece``, on the picture: (its core pixels in cores that reach into another
     part, its core pixels, its pixels)."""
     n, labels = cv2.connectedComponents(fine.core, connectivity=8)

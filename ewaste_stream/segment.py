@@ -249,9 +249,8 @@ def parted(a: Piece, b: Piece, image: np.ndarray, scale: tuple[float, float], mi
     part of a bright item look alike there, so it is never called apart."""
     if a.area < min_px or b.area < min_px:
         return False
-    (x0, y0), (ma, mb) = _canvas(a, b, reach + 1)
-    k_reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
-    whole = piece_from_mask(None, cv2.morphologyEx(ma | mb, cv2.MORPH_CLOSE, k_reach), x0, y0)  # across the gap too
+    (x0, y0), closed = _closed_union(a, b, reach)
+    whole = piece_from_mask(None, closed, x0, y0)  # across the gap too
     if whole is None:
         return False
     fine = fine_core(whole, image, scale, k, floor)
@@ -549,10 +548,16 @@ def _canvas(a: Piece, b: Piece, pad: int) -> tuple[tuple[int, int], tuple[np.nda
 
 
 def _compact(a: Piece, b: Piece, gap: int, neck_ratio: float, min_radius: float) -> bool:
-    _, (ma, mb) = _canvas(a, b, gap + 1)
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
-    closed = cv2.morphologyEx(ma | mb, cv2.MORPH_CLOSE, k)
+    _, closed = _closed_union(a, b, gap)
     return len(split_touching(closed, neck_ratio, min_radius)) == 1
+
+
+def _closed_union(a: Piece, b: Piece, gap: int) -> tuple[tuple[int, int], np.ndarray]:
+    """Both pieces on one canvas (its top-left in the frame, and the uint8 mask) with gaps up
+    to ``gap`` px between them closed."""
+    origin, (ma, mb) = _canvas(a, b, gap + 1)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
+    return origin, cv2.morphologyEx(ma | mb, cv2.MORPH_CLOSE, k)
 
 
 def _union(a: Piece, b: Piece, key: int | None) -> Piece:

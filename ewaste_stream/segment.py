@@ -387,7 +387,7 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
                    min_radius: float, small: tuple[float, int] = (0.0, 0),
                    box_join: tuple[int, float] | None = None,
                    item_join: tuple[int, float] | None = None,
-                   apart: Callable[[Piece, Piece], bool] | None = None) -> tuple[list[Piece], dict[int, Piece]]:
+                   apart: Callable[[Piece, Piece, int], bool] | None = None) -> tuple[list[Piece], dict[int, Piece]]:
     """Join new pieces that are fragments of an item next to them (an item with dark parts
     shows as several pieces; new items come in over the upstream edge, not beside others).
 
@@ -395,8 +395,8 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
     hull: items never overlap, so it is a part of it), or joins a piece within ``gap`` px (a
     tracked one first, else a bigger new one) when the two together, gaps closed, are one
     compact item (no narrow neck, see :func:`split_touching`); two items side by side have a
-    neck between them and stay apart. ``apart(a, b)``, when given, vetoes that join for two
-    pieces a closer look tells apart (:func:`parted`: two bright items whose masks blurred
+    neck between them and stay apart. ``apart(a, b, gap)``, when given, vetoes that join for
+    two pieces a closer look over that gap tells apart (:func:`parted`: two bright items whose masks blurred
     together along a wide side, which leaves no neck).
     ``box_join`` = (reach px, max loss): a small new piece (under ``small[0]`` px) within that
     reach of a bigger piece (tracked or new) also joins it when the two together are compact
@@ -423,7 +423,7 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
             g = max(gap, small[1]) if frag.area < small[0] else gap
             target = next((c for c in cands if _near(frag, c[2], g)
                            and _compact(frag, c[2], g, neck_ratio, min_radius)
-                           and (apart is None or not apart(frag, c[2]))), None)
+                           and (apart is None or not apart(frag, c[2], g))), None)
         if target is None and box_join is not None and frag.area < small[0]:
             target = next((c for c in cands if c[2].area > frag.area and _completes_box(frag, c[2], box_join, neck_ratio,
                                                                                      min_radius)), None)

@@ -243,7 +243,7 @@ class Tracker:
         item_join = ((_px(cam, self.cfg.item_join_near), self.cfg.item_join_min_gain)
                      if self.cfg.item_join_near > 0 else None)
         new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small,
-                                    box_join, item_join, self._apart(an, cam, min_area / px, small[1]))
+                                    box_join, item_join, self._apart(an, cam, min_area / px))
         tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new)  # type: ignore[arg-type]
         for piece in tracked:
             if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
@@ -378,13 +378,14 @@ class Tracker:
             return [piece]
         return parts
 
-    def _apart(self, an: FrameAnalysis, cam: _Camera, min_px: float, reach: int) -> Callable[[Piece, Piece], bool] | None:
-        """The test that vetoes a join by nearness (:func:`parted`, ``tracker.parted_min_core``),
-        or None when it is off or the frame came without its picture."""
+    def _apart(self, an: FrameAnalysis, cam: _Camera, min_px: float) -> Callable[[Piece, Piece, int], bool] | None:
+        """The test that vetoes a join by nearness (:func:`parted` over the gap that join would
+        bridge, ``tracker.parted_min_core``), or None when it is off or the frame came without its
+        picture."""
         min_core, image = self.cfg.parted_min_core, an.image
         if min_core is None or image is None:
             return None
-        return lambda a, b: parted(a, b, image, cam.scale, min_px, min_core, reach)
+        return lambda a, b, reach: parted(a, b, image, cam.scale, min_px, min_core, reach)
 
     def _observe(self, tr: Track, cam: _Camera, an: FrameAnalysis, piece: Piece, crossed: list[Track]) -> CameraView:
         sx, sy = an.scale

@@ -508,11 +508,11 @@ def test_a_parted_neighbour_is_not_joined_for_being_near():
     joined, _ = join_fragments([big, small], [], 0, 0.6, 2.0, small=(368, 2))
     assert len(joined) == 1  # the nearness rule alone joins them: together they have no neck
     kept, _ = join_fragments([big, small], [], 0, 0.6, 2.0, small=(368, 2),
-                             apart=lambda a, b: parted(a, b, img, (4.0, 4.0), 92, 0.3))
+                             apart=lambda a, b, gap: parted(a, b, img, (4.0, 4.0), 92, 0.3, gap))
     assert sorted(p.area for p in kept) == sorted((big.area, small.area))
     img, big, small = _side_by_side("bright")
     one, _ = join_fragments([big, small], [], 0, 0.6, 2.0, small=(368, 2),
-                            apart=lambda a, b: parted(a, b, img, (4.0, 4.0), 92, 0.3))
+                            apart=lambda a, b, gap: parted(a, b, img, (4.0, 4.0), 92, 0.3, gap))
     assert len(one) == 1
 
 
@@ -521,10 +521,10 @@ def test_the_tracker_asks_parted_only_with_the_picture_and_the_setting_on():
     an = FrameAnalysis(camera="cam0", frame_seq=0, t=0.0, mask=np.zeros((60, 80), np.uint8), scale=(4.0, 4.0),
                        shift=None, shift_confidence=0.0, image=img)
     tr = _tracker(parted_min_core=0.3)
-    apart = tr._apart(an, tr._camera(an), 92, 2)
-    assert apart is not None and apart(small, big)
+    apart = tr._apart(an, tr._camera(an), 92)
+    assert apart is not None and apart(small, big, 2)
     off = _tracker(parted_min_core=None)
-    assert off._apart(an, off._camera(an), 92, 2) is None
+    assert off._apart(an, off._camera(an), 92) is None
     blind = FrameAnalysis(camera="cam0", frame_seq=0, t=0.0, mask=an.mask, scale=(4.0, 4.0), shift=None,
                           shift_confidence=0.0)
-    assert tr._apart(blind, tr._camera(blind), 92, 2) is None
+    assert tr._apart(blind, tr._camera(blind), 92) is None

@@ -151,7 +151,7 @@ class _Camera:
     scale: tuple[float, float] = (1.0, 1.0)
     last_t: float | None = None
     dt: float | None = None  # frame period estimate
-    shift: tuple[float, float] = (0.0, 0.0)  # last good image shift per frame
+    rate: tuple[float, float] = (0.0, 0.0)  # last good image shift per second (px/s)
     ended: bool = False  # told that its source is gone
     extent: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # belt box it sees
     upstream: int = 1  # +1: items enter over the left edge of the picture, -1: the right
@@ -316,18 +316,24 @@ class Tracker:
         return [p for p in pieces if p.key is not None], [p for p in pieces if p.key is None], merged
 
     def _shift(self, cam: _Camera, an: FrameAnalysis) -> tuple[float, float]:
-        """Image shift of this camera since its previous frame; updates the belt velocity."""
+        """Image shift of this camera since its previous frame; updates the belt velocity.
+
+        A live camera's queue drops frames when the pipeline falls behind, so the previous
+        frame may be several frame periods back: the speed limit counts the periods that passed,
+        and the fallback (the last good shift, kept per second) the time."""
+        elapsed = an.t - cam.last_t if cam.last_t is not None and an.t > cam.last_t else 0.0
         if (an.shift is not None and an.shift_confidence >= self.cfg.min_shift_confidence
-                and abs(an.shift[0]) <= self.cfg.max_speed_px):
+                and abs(an.shift[0]) <= self.cfg.max_speed_px * frame_periods(elapsed, cam.dt)):
             shift = (an.shift[0], 0.0 if abs(an.shift[1]) < 0.5 * an.scale[1] else an.shift[1])
-            cam.shift = shift
-        elif cam.last_t is None:
+            if elapsed:
+                cam.rate = (shift[0] / elapsed, shift[1] / elapsed)
+        elif not elapsed:
             return 0.0, 0.0
         else:
-            shift = cam.shift
-        if cam.last_t is not None and an.t > cam.last_t:
+            shift = (cam.rate[0] * elapsed, cam.rate[1] * elapsed)
+        if elapsed:
             du, _ = cam.map.image_shift_to_belt(shift[0], shift[1], (cam.width / 2, cam.height / 2))
-            v = du / (an.t - cam.last_t)
+            v = du / elapsed
             self.velocity = v if abs(self.velocity) < 1e-9 else 0.5 * self.velocity + 0.5 * v
         return shift
 
@@ -532,6 +538,11 @@ class Tracker:
 
     def active_tracks(self) -> list[Track]:
         return list(self.tracks.values())
+
+
+def frame_periods(elapsed: float, dt: float | None) -> int:
+    """Whole frame periods in ``elapsed`` seconds (at least 1; 1 while the period is unknown)."""
+    return max(1, int(round(elapsed / dt))) if dt else 1
 
 
 def _coasting(tr: Track) -> bool:

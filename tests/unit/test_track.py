@@ -75,6 +75,26 @@ def test_speed_changes_keep_identities(speeds):
     assert len({t.id for s in steps for t, _ in s.seen}) == 3
 
 
+@pytest.mark.parametrize("measured", [True, False])
+def test_a_burst_of_dropped_frames_keeps_identities(measured):
+    """A live camera's queue drops frames while the pipeline is behind. After a gap of 7 frame
+    periods the belt has moved 7 x 20 = 140 px, over ``max_speed_px`` (120) for one period: the
+    limit counts the periods that passed, and with no usable measurement the tracks move by the
+    last belt speed times the time that passed (not by one frame's shift)."""
+    items = [(-260.0, 30, 50, 40), (-200.0, 100, 60, 35), (-120.0, 60, 45, 45)]
+    v, kept = 20.0, [*range(0, 12), *range(19, 45)]
+    tr, steps, prev = _tracker(), [], None
+    for k in kept:
+        rects = [(x + v * k, y, x + v * k + w, y + h) for x, y, w, h in items]
+        shift = None if prev is None or (not measured and k - prev > 1) else ((k - prev) * v, 0.0)
+        steps.append(tr.step(_an(k, rects, shift)))
+        prev = k
+    assert tr.created == 3
+    assert len({t.id for s in steps for t, _ in s.seen}) == 3
+    assert sorted(t.id for s in steps for t in s.crossed) == [1, 2, 3]
+    assert tr.velocity == pytest.approx(v * FPS)
+
+
 def test_neighbours_that_grow_together_keep_their_ids():
     """Two items 3 px apart; from frame 20 on the detector sees both 2 px too large, so they
     form one region: the tracker keeps them apart and never swaps them."""

@@ -141,13 +141,18 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
                  on_status: Callable[[StatusEvent], None] | None = None,
                  realtime: bool = False, annotate: str | Path | None = None,
                  boot_id: str | None = None, on_frame: Callable[[Frame, Any], None] | None = None,
-                 stop: threading.Event | None = None, loops: int = 1) -> ReplaySummary:
+                 stop: threading.Event | None = None, loops: int = 1,
+                 drop: tuple[int, int] | None = None) -> ReplaySummary:
     """Run video files through a fresh :class:`Pipeline`; see the module doc.
 
     Raises ``ReplayError`` (before anything runs) when a file cannot be opened. Errors met
     later (a file ending early) are in ``summary.errors``; what was decided is kept.
     ``loops`` > 1 plays the files again and again (stream time runs on; for soak tests).
+    ``drop=(n, k)`` skips the first ``k`` of every ``n`` frames of each file: the bursts a live
+    camera's queue drops while the pipeline is behind, made deterministic (not with ``realtime``).
     """
+    if drop is not None and (realtime or not 0 <= drop[1] < drop[0]):
+        raise ValueError(f"drop={drop}: give (n, k) with 0 <= k < n, and not with realtime (which drops by itself)")
     rss0, t_start = rss_mb(), time.perf_counter()
     config = camera_config(config, len(paths))
     infos = [probe(p, c.id, c.frame_offset, c.fps) for p, c in zip(paths, config.cameras)]
@@ -160,7 +165,7 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
 
         annotator = Annotator(annotate, infos[0].fps, (infos[0].width, infos[0].height), run.pipe)
     try:
-        frames = analysed(run.source(realtime, loops, stop), run.pipe.analyse, stop,
+        frames = analysed(run.source(realtime, loops, stop, drop), run.pipe.analyse, stop,
                           LIVE_ANALYSIS_AHEAD if realtime else ANALYSIS_AHEAD)
         run.loop(frames, stop, on_frame, annotator)
     finally:
@@ -189,6 +194,7 @@ class _Replay:
         self.finished: dict[str, float] = {}  # camera -> time of its last frame (its file ended)
         self.errors: list[str] = []
         self.pacer: Pacer | None = None
+        self.dropped: dict[str, int] = {}  # frames skipped by ``drop``
         self.readers: list[FileReader] = []
 
     def _decided(self, d: Decision) -> None:
@@ -196,7 +202,8 @@ class _Replay:
         if self.on_decision is not None:
             self.on_decision(d)
 
-    def source(self, realtime: bool, loops: int, stop: threading.Event):  # noqa: ANN201 - generator
+    def source(self, realtime: bool, loops: int, stop: threading.Event,  # noqa: ANN201 - generator
+               drop: tuple[int, int] | None = None):
         if realtime:
             self.pacer = Pacer(self.infos, max(c.queue_size for c in self.config.cameras), stop)
             self.pacer.start()
@@ -205,7 +212,16 @@ class _Replay:
                         for i in self.infos]
         for r in self.readers:
             r.start()
-        return merged_frames(self.readers, self._ended)
+        frames = merged_frames(self.readers, self._ended)
+        return frames if drop is None else self._dropping(frames, *drop)
+
+    def _dropping(self, frames, n: int, k: int):  # noqa: ANN001, ANN202 - generators
+        for item in frames:
+            frame = item[0]
+            if frame.seq % n < k:
+                self.dropped[frame.camera] = self.dropped.get(frame.camera, 0) + 1
+            else:
+                yield item
 
     def _ended(self, r: FileReader, t: float) -> None:
         self.finished[r.info.camera] = t
@@ -247,17 +263,19 @@ class _Replay:
 
     def summary(self, t_start: float, rss0: float) -> ReplaySummary:
         stats = self.pipe.stats()
+        dropped = dict(self.pacer.dropped) if self.pacer else dict(self.dropped)
         lat = np.asarray(self.wall_lat)
         return ReplaySummary(
             files=[str(i.path) for i in self.infos], frames=self.frames,
-            video_s=max(self.frames.values(), default=0) / self.infos[0].fps, wall_s=time.perf_counter() - t_start,
+            video_s=max((n + dropped.get(c, 0) for c, n in self.frames.items()), default=0) / self.infos[0].fps,
+            wall_s=time.perf_counter() - t_start,
             decisions=stats["decisions"], labels=stats["labels"], rejects=stats["rejects"],
             latency_ms_p50=stats["latency_ms_p50"], latency_ms_p99=stats["latency_ms_p99"],
             wall_latency_ms_p50=None if lat.size == 0 else round(float(np.percentile(lat, 50)), 2),
             wall_latency_ms_p99=None if lat.size == 0 else round(float(np.percentile(lat, 99)), 2),
             stage_s=stats["stage_s"], inference_s=stats["inference_s"], views=stats["views"],
             views_skipped=stats.get("views_skipped", 0),
-            dropped=dict(self.pacer.dropped) if self.pacer else {}, rss_mb_start=rss0, rss_mb_end=rss_mb(),
+            dropped=dropped, rss_mb_start=rss0, rss_mb_end=rss_mb(),
             errors=self.errors, pipeline=stats)
 
 
@@ -278,7 +296,7 @@ def format_summary(s: ReplaySummary) -> str:
         f"memory: RSS {s.rss_mb_start:.0f} MB at start, {s.rss_mb_end:.0f} MB at end",
     ]
     if any(s.dropped.values()):
-        lines.append("dropped frames (realtime): " + ", ".join(f"{k} {v}" for k, v in s.dropped.items()))
+        lines.append("dropped frames: " + ", ".join(f"{k} {v}" for k, v in s.dropped.items()))
     for e in s.errors:
         lines.append(f"error: {e}")
     return "\n".join(lines)

@@ -48,11 +48,24 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="config override, e.g. batching.views_per_item=2 or model.precision=fp32 "
                         "(JSON, else a string; repeatable)")
     p.add_argument("--loops", type=int, default=1, help="play the video this many times (memory check)")
+    p.add_argument("--drop", type=_drop, default=None, metavar="N:K",
+                   help="skip the first K of every N frames, as a live camera's queue drops them in bursts "
+                        "while the pipeline is behind (deterministic)")
     p.add_argument("--calibration", action="store_true",
                    help="take the cameras' image->belt mappings from the video's .meta.json")
     p.add_argument("--out", type=Path, default=None, help="write the decisions here (JSONL)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return p.parse_args(argv)
+
+
+def _drop(text: str) -> tuple[int, int]:
+    try:
+        n, k = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give N:K, e.g. 10:6 (skip 6 frames of every 10)") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= K < N")
+    return n, k
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202
@@ -152,20 +165,24 @@ def run(argv: list[str] | None = None) -> int:
 
     threads: dict[int, tuple[str, float]] = {}  # CPU per thread, read every second of video
 
+    due = [0.0, 0.0]  # stream time of the next CPU and RSS reading (frames may be dropped: --drop)
+
     def sample(frame, _decisions) -> None:  # noqa: ANN001
         if frame.camera != summary_camera:
             return
-        if frame.seq % max(1, int(round(fps))) == 0:
+        if frame.t >= due[0]:
             thread_cpu(threads)
-        if frame.seq % max(1, int(round(10 * fps))) == 0:
+            due[0] = frame.t + 1.0
+        if frame.t >= due[1]:
             rss_trace.append((round(frame.t, 1), rss_mb()))
+            due[1] = frame.t + 10.0
 
     from ewaste_stream.replay import probe
 
     first = probe(videos[0], "cam0")
-    summary_camera, fps = first.camera, first.fps
+    summary_camera = first.camera
     summary = replay_files(videos, cfg, clf, on_decision=decisions.append if keep else lambda d: None,
-                           loops=args.loops, on_frame=sample)
+                           loops=args.loops, on_frame=sample, drop=args.drop)
     wall = time.perf_counter() - t0
     thread_cpu(threads)
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -175,6 +192,7 @@ def run(argv: list[str] | None = None) -> int:
     frames = max(summary.frames.values(), default=0)
     result = {
         "videos": [str(v) for v in videos], "cameras": len(videos), "frames_per_camera": frames,
+        "frames_dropped": summary.dropped,
         "video_s": round(summary.video_s, 3), "wall_s_incl_startup": round(wall, 3),
         "model_load_s": round(t_model, 3), "realtime_factor": round(summary.video_s / wall, 3),
         "frames_per_s": round(frames / wall, 1), "items": summary.decisions,

@@ -118,6 +118,26 @@ def test_realtime_paces_and_counts_drops(video):
     assert sum(s.frames.values()) + sum(s.dropped.values()) == 90
 
 
+def test_frames_dropped_in_bursts_still_decide_each_item_once(video):
+    """``drop=(10, 6)``: 6 of every 10 frames skipped, as a live queue drops them while the
+    pipeline is behind. The belt then moves 7 x 12 = 84 px between two frames, over this
+    config's 40 px a frame: every item is still decided once, as from every frame."""
+    cfg = Config.model_validate({"detector": {"min_area": 300}, "tracker": {"max_speed_px": 40}})
+    full, part = [], []
+    replay_files([video], cfg, ColourClassifier(), on_decision=full.append)
+    s = replay_files([video], cfg, ColourClassifier(), on_decision=part.append, drop=(10, 6))
+    assert s.frames == {"cam0": 36} and s.dropped == {"cam0": 54}
+    assert s.video_s == pytest.approx(90 / FPS)
+    assert len(full) >= 7 and len(part) == len(full)
+    assert sorted(d.label for d in part) == sorted(d.label for d in full)
+
+
+@pytest.mark.parametrize("kw", [{"drop": (10, 10)}, {"drop": (2, 1), "realtime": True}])
+def test_bad_drop_pattern_is_refused_before_anything_runs(video, kw):
+    with pytest.raises(ValueError, match="drop="):
+        replay_files([video], _cfg(), ColourClassifier(), **kw)
+
+
 @pytest.mark.slow
 def test_sample_video_end_to_end_with_default_model():
     """The committed sample (640x360, 30 fps) through the shipped model, scored against its GT."""

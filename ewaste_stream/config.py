@@ -120,7 +120,7 @@ class DetectorSection(_Section):
 class TrackerSection(_Section):
     max_missed_frames: int = Field(5, ge=0, le=1000)  # frames a track survives without a detection
     min_hits: int = Field(2, ge=1)  # detections before a track is confirmed
-    max_speed_px: float = Field(120.0, gt=0)  # per frame, along the belt: faster measurements are ignored
+    max_speed_px: float = Field(120.0, gt=0)  # per frame period, along the belt: faster measurements are ignored
     slack: float = Field(0.011, ge=0, le=0.5)  # an item's pixels may stray this far (x frame height) from prediction
     min_shift_confidence: float = Field(0.02, ge=0, le=1)  # weaker belt-motion measurements: keep the last
     min_contrast: float = Field(1.6, ge=0)  # a new item differs from the belt by this x the threshold on average

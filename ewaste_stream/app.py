@@ -17,6 +17,7 @@ signal interrupts the drain.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import secrets
 import signal
@@ -37,6 +38,8 @@ from .sources import LIVE_ANALYSIS_AHEAD, FrameMux, LiveSource, SourceContext, o
 
 PipelineFactory = Callable[..., Any]  # Pipeline(config, classifier, boot_id, on_decision, on_status)
 RECENT_ERROR_S = 10.0  # health stays "degraded" this long after a stage or sink error
+BEHIND_WINDOW_S = 10.0  # "behind": frames dropped or decisions late within this many seconds
+BEHIND_MIN_FRAMES = 10  # ... of at least this many frames captured, for the dropped fraction
 
 
 def _default_pipeline_factory() -> PipelineFactory:
@@ -54,11 +57,45 @@ class PeriodTally:
     late: int = 0  # published after the actuator deadline
     oldest_s: float = 0.0  # the largest (clock at publish - line crossing)
 
-    def add(self, d: Decision, now: float) -> None:
+    def add(self, d: Decision, now: float) -> bool:
+        """Count ``d``; True when it was published late."""
+        late = published_late(d, now)
         self.decisions += 1
         self.rejects += d.label == REJECT_LABEL
-        self.late += published_late(d, now)
+        self.late += late
         self.oldest_s = max(self.oldest_s, now - d.t_cross)
+        return late
+
+
+@dataclasses.dataclass
+class Behind:
+    """Whether the pipeline is keeping up, over the last ``window_s``: the fraction of each
+    camera's frames its queue dropped (at or over ``max_dropped``: behind) and the decisions
+    published after their actuator deadline (any: behind). ``update`` is called with running
+    totals; it keeps the readings of the window and returns the reasons, empty when keeping up."""
+
+    max_dropped: float | None
+    window_s: float = BEHIND_WINDOW_S
+    readings: collections.deque = dataclasses.field(default_factory=collections.deque)  # (t, {cam: (captured, dropped)}, late)
+    reasons: tuple[str, ...] = ()
+
+    def update(self, now: float, cams: dict[str, tuple[int, int]], late: int) -> tuple[str, ...]:
+        self.readings.append((now, cams, late))
+        while len(self.readings) > 1 and self.readings[1][0] <= now - self.window_s:
+            self.readings.popleft()  # the oldest kept one is the window's start
+        _, before, late0 = self.readings[0]
+        reasons = []
+        for cam, (captured, dropped) in cams.items():
+            c0, d0 = before.get(cam, (0, 0))
+            n, k = captured - c0, dropped - d0
+            if self.max_dropped is not None and n >= BEHIND_MIN_FRAMES and k >= self.max_dropped * n:
+                reasons.append(f"camera {cam} dropped {k} of {n} frames in the last {self.window_s:.0f} s "
+                               "(the pipeline is slower than the camera)")
+        if late > late0:
+            reasons.append(f"{late - late0} decision(s) published after their actuator deadline in the last "
+                           f"{self.window_s:.0f} s")
+        self.reasons = tuple(reasons)
+        return self.reasons
 
 
 class DetectorStage(AheadStage):
@@ -108,6 +145,8 @@ class Daemon:
         self._next_housekeeping = 0.0
         self._next_drop_report = 10.0
         self._tally = PeriodTally()
+        self._late_total = 0  # decisions published after their deadline, since boot
+        self.behind = Behind(config.metrics.degraded_dropped_fraction)
         self._tally_lock = threading.Lock()  # summary_line may be asked for from another thread than the pipeline's
         self._summary_from = (0.0, {}, 0)  # (time, {camera: (captured, dropped)}, stage errors) at the last line
         self._next_summary = config.logging.summary_every_s or float("inf")
@@ -224,6 +263,14 @@ class Daemon:
         if now < self._next_housekeeping:
             return
         self._next_housekeeping = now + 0.25
+        was = self.behind.reasons
+        reasons = self.behind.update(now, {s.camera: (s.frames_captured, s.queue.dropped) for s in self.sources},
+                                     self._late_total)
+        if reasons and not was:
+            logger.warning("health degraded: " + "; ".join(reasons))
+        elif was and not reasons:
+            logger.info("keeping up again: no frame dropped over the limit and no late decision in the last "
+                        f"{self.behind.window_s:.0f} s")
         for s in self.sources:
             s.check()
             if s.state == "ended" and s.camera not in self._ended:
@@ -309,7 +356,7 @@ class Daemon:
         now = self.clock()
         self.metrics.on_decision(d, now)
         with self._tally_lock:
-            self._tally.add(d, now)
+            self._late_total += self._tally.add(d, now)
 
     def _on_status(self, ev: StatusEvent) -> None:
         self.metrics.on_status(ev)
@@ -328,6 +375,8 @@ class Daemon:
         if any(s.state != "running" for s in self.sources if s.state != "ended"):
             return "degraded"
         if self._last_error_t is not None and self.clock() - self._last_error_t < RECENT_ERROR_S:
+            return "degraded"
+        if self.behind.reasons:
             return "degraded"
         return "ok"
 
@@ -350,7 +399,8 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001
             pstats = {"error": str(exc)}
         return {"status": self.status(), "line": self.config.line, "boot_id": self.boot_id,
-                "uptime_s": round(self.clock(), 3), "last_seq": self.last_seq, "sources": sources,
+                "uptime_s": round(self.clock(), 3), "last_seq": self.last_seq, "behind": list(self.behind.reasons),
+                "sources": sources,
                 "queue_depths": depths, "publisher": pub, "decision_log": self.log.stats() if self.log else None,
                 "stage_errors": self.stage_errors, "sink_errors": dict(self.sinks.errors), "pipeline": pstats}
 

@@ -84,3 +84,72 @@ def test_daemon_logs_one_summary_line_per_period():
     assert summary[0].startswith("last 60 s: 3 decisions (0.1/s), 1 rejected (33.3 %), 1 late, oldest published "
                                  "1500 ms after the line; frames cam0 0 captured / 4 dropped; stage errors 0")
     assert summary[1].startswith("last 60 s: 0 decisions (0.0/s), 0 rejected (0.0 %), 0 late") and "/ 0 dropped" in summary[1]
+
+
+@pytest.mark.parametrize("captured, dropped, late, behind", [
+    (600, 0, 0, False),  # keeping up
+    (600, 149, 0, False),  # under a quarter of the frames dropped
+    (600, 150, 0, True),  # a quarter: the pipeline is behind
+    (8, 8, 0, False),  # too few frames to say (a camera just started)
+    (600, 0, 1, True),  # a decision published after its deadline
+])
+def test_behind_from_dropped_frames_and_late_decisions(captured, dropped, late, behind):
+    from ewaste_stream.app import Behind
+
+    b = Behind(0.25)
+    assert b.update(100.0, {"cam0": (1000, 40)}, 3) == ()
+    reasons = b.update(110.0, {"cam0": (1000 + captured, 40 + dropped)}, 3 + late)
+    assert bool(reasons) == behind
+    if behind:
+        assert ("dropped" in reasons[0] and "cam0" in reasons[0]) if dropped else "deadline" in reasons[0]
+
+
+def test_behind_forgets_what_left_the_window_and_can_be_off():
+    from ewaste_stream.app import Behind
+
+    b = Behind(0.25, window_s=10.0)
+    b.update(0.0, {"cam0": (0, 0)}, 0)
+    assert b.update(5.0, {"cam0": (300, 200)}, 0)  # 200 of 300 dropped
+    for t in range(6, 16):  # keeping up from t = 5 on: 60 frames a second, none dropped
+        b.update(float(t), {"cam0": (300 + 60 * (t - 5), 200)}, 0)
+    assert b.reasons == ()  # the window now starts at t = 5
+    off = Behind(None)
+    off.update(0.0, {"cam0": (0, 0)}, 0)
+    assert off.update(5.0, {"cam0": (300, 300)}, 0) == ()
+
+
+def test_daemon_health_degraded_while_behind_then_ok_again():
+    from loguru import logger
+
+    from ewaste_stream.app import Daemon
+    from ewaste_stream.clock import FakeClock
+    from ewaste_stream.config import load_config
+    from ewaste_stream.testing import StubPipeline
+
+    cfg = load_config(None, {"cameras": [{"id": "cam0", "source": "/nowhere/belt.mp4"}],
+                             "publish": {"endpoint": None, "decisions_log": None}, "metrics": {"listen": None},
+                             "logging": {"file": None}})
+    clock = FakeClock()
+    daemon = Daemon(cfg, StubClassifier(), clock=clock, pipeline_factory=StubPipeline)
+    daemon._state = "running"
+    src = daemon.sources[0]
+    src.state = "ended"  # (its state no longer counts: the test drives the counts itself)
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+    try:
+        daemon._housekeeping()
+        assert daemon.status() == "ok"
+        clock.advance(5.0)
+        src.frames_captured, src.queue.dropped = 300, 120  # 40 % dropped
+        daemon._housekeeping()
+        assert daemon.status() == "degraded"
+        assert "camera cam0 dropped 120 of 300 frames" in daemon.snapshot()["behind"][0]
+        for _ in range(12):  # keeping up again for 12 s
+            clock.advance(1.0)
+            src.frames_captured += 60
+            daemon._housekeeping()
+        assert daemon.status() == "ok" and daemon.snapshot()["behind"] == []
+    finally:
+        logger.remove(sink)
+    assert [x for x in lines if x.startswith("health degraded: camera cam0 dropped 120 of 300")]
+    assert [x for x in lines if x.startswith("keeping up again")]

@@ -76,7 +76,8 @@ class Behind:
 
     max_dropped: float | None
     window_s: float = BEHIND_WINDOW_S
-    readings: collections.deque = dataclasses.field(default_factory=collections.deque)  # (t, {cam: (captured, dropped)}, late)
+    # (t, {camera: (captured, dropped)}, late), the oldest one at or just before the window's start
+    readings: collections.deque = dataclasses.field(default_factory=collections.deque)
     reasons: tuple[str, ...] = ()
 
     def update(self, now: float, cams: dict[str, tuple[int, int]], late: int) -> tuple[str, ...]:

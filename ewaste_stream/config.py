@@ -121,6 +121,9 @@ class TrackerSection(_Section):
     max_missed_frames: int = Field(5, ge=0, le=1000)  # frames a track survives without a detection
     min_hits: int = Field(2, ge=1)  # detections before a track is confirmed
     max_speed_px: float = Field(120.0, gt=0)  # per frame period, along the belt: faster measurements are ignored
+    min_step: float | None = Field(0.045, gt=0, le=1)  # on a slower belt, frames are left out so that the belt moves
+    # about this far (x frame height) between two frames run (the errors of a step add up per step); None: every frame
+    max_skip_s: float = Field(0.04, ge=0, le=1)  # ... but never longer than this without a frame run (decision latency)
     slack: float = Field(0.011, ge=0, le=0.5)  # an item's pixels may stray this far (x frame height) from prediction
     min_shift_confidence: float = Field(0.02, ge=0, le=1)  # weaker belt-motion measurements: keep the last
     min_contrast: float = Field(1.6, ge=0)  # a new item differs from the belt by this x the threshold on average

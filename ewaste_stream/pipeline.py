@@ -20,9 +20,10 @@ Time is the frames' stream time; ``wall_clock`` (optional) only fills ``wall_dec
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -39,6 +40,40 @@ from .track import CameraView, Track, Tracker, TrackState, TrackStep
 from .vote import vote
 
 STAGES = ("detect", "track", "views", "wait", "decide")
+
+
+class _Skipped:
+    def __repr__(self) -> str:
+        return "SKIPPED"
+
+
+SKIPPED = _Skipped()  # Pipeline.analyse's answer for a frame it leaves out (FrameStride)
+
+
+@dataclass
+class FrameStride:
+    """Which frames of one camera to run on a slow belt (``tracker.min_step``, here in px).
+
+    After each frame run, the stride is the number of frames in which the belt moves about
+    ``min_step_px``, from the shift the detector measured since the frame run before; the
+    frames in between are left out, but never for ``max_skip_s`` or longer. Decided from the
+    frames alone (in order, on the thread that analyses them), so a replay stays deterministic."""
+
+    min_step_px: float | None
+    max_skip_s: float
+    last_seq: int | None = None
+    last_t: float = 0.0
+    stride: int = 1
+
+    def skip(self, seq: int, t: float) -> bool:
+        return (self.last_seq is not None and 0 < seq - self.last_seq < self.stride
+                and t - self.last_t < self.max_skip_s)
+
+    def ran(self, seq: int, t: float, shift: tuple[float, float] | None) -> None:
+        if self.min_step_px is not None and self.last_seq is not None and shift is not None and seq > self.last_seq:
+            per_frame = math.hypot(*shift) / (seq - self.last_seq)
+            self.stride = max(1, round(self.min_step_px / per_frame)) if per_frame > 0 else 1 << 30
+        self.last_seq, self.last_t = seq, t
 SIDE_QUALITY = 0.5  # vote weight of a view whose item touches the belt-side edge of the picture
 
 
@@ -72,6 +107,8 @@ class Pipeline:
         self.latency_ms: deque[float] = deque(maxlen=100_000)  # t_decided - t_cross, stream ms
         self.counts = {"decisions": 0, "views": 0, "views_skipped": 0, "stage_errors": 0, "sink_errors": 0, "tracks": 0}
         self.last_seen: dict[str, TrackStep] = {}
+        self.strides: dict[str, FrameStride] = {}  # per camera, used by the thread that analyses
+        self.skipped: dict[str, int] = {}  # frames left out on a slow belt, per camera
         self._high_water = False
 
     # -- public API ---------------------------------------------------------------------------
@@ -81,10 +118,20 @@ class Pipeline:
         :meth:`process` calls it, or it is called beforehand on another thread. A detector
         learns from its camera's frames in order, so one thread must analyse every frame, in
         stream order. ``small``: optional, the frame already shrunk for the detector
-        (``detect.shrink`` with ``detect.working_size``), e.g. by the decoding thread."""
+        (``detect.shrink`` with ``detect.working_size``), e.g. by the decoding thread.
+        Returns ``SKIPPED`` for a frame left out on a slow belt (:class:`FrameStride`)."""
+        stride = self.strides.get(frame.camera)
+        if stride is None:
+            step = self.config.tracker.min_step
+            stride = self.strides[frame.camera] = FrameStride(None if step is None else step * frame.height,
+                                                              self.config.tracker.max_skip_s)
+        if stride.skip(frame.seq, frame.t):
+            self.skipped[frame.camera] = self.skipped.get(frame.camera, 0) + 1
+            return SKIPPED
         t0 = time.perf_counter()
         an = self._detector(frame).analyse(frame, small)
         self.stage_s["detect"] += time.perf_counter() - t0
+        stride.ran(frame.seq, frame.t, an.shift if an.shift_confidence >= self.config.tracker.min_shift_confidence else None)
         return an
 
     def process(self, frame: Frame, small: np.ndarray | None = None,
@@ -94,6 +141,8 @@ class Pipeline:
         ``analysis``: this frame's :meth:`analyse`, when it ran beforehand; else it runs here
         (on ``small`` if given)."""
         an = analysis if analysis is not None else self.analyse(frame, small)
+        if an is SKIPPED:
+            return []
         t1 = time.perf_counter()
         if frame.camera not in self.frames:  # the line camera's first frame places the decision line
             self._set_line(frame)
@@ -138,7 +187,7 @@ class Pipeline:
         lat = np.asarray(self.latency_ms, dtype=np.float64)
         w = self.worker
         return {
-            "frames": dict(self.frames), "tracks": self.tracker.created,
+            "frames": dict(self.frames), "frames_skipped": dict(self.skipped), "tracks": self.tracker.created,
             "decisions": self.counts["decisions"], "rejects": dict(self.factory.rejects),
             "labels": dict(self.factory.labels), "views": w.crops, "views_skipped": self.counts["views_skipped"],
             "batches": w.batches,

@@ -297,6 +297,10 @@ def format_summary(s: ReplaySummary) -> str:
     ]
     if any(s.dropped.values()):
         lines.append("dropped frames: " + ", ".join(f"{k} {v}" for k, v in s.dropped.items()))
+    skipped = s.pipeline.get("frames_skipped") or {}
+    if any(skipped.values()):
+        lines.append("frames left out, the belt moving slowly (tracker.min_step): "
+                     + ", ".join(f"{k} {v}" for k, v in skipped.items()))
     for e in s.errors:
         lines.append(f"error: {e}")
     return "\n".join(lines)

@@ -192,7 +192,7 @@ def run(argv: list[str] | None = None) -> int:
     frames = max(summary.frames.values(), default=0)
     result = {
         "videos": [str(v) for v in videos], "cameras": len(videos), "frames_per_camera": frames,
-        "frames_dropped": summary.dropped,
+        "frames_dropped": summary.dropped, "frames_skipped": summary.pipeline.get("frames_skipped", {}),
         "video_s": round(summary.video_s, 3), "wall_s_incl_startup": round(wall, 3),
         "model_load_s": round(t_model, 3), "realtime_factor": round(summary.video_s / wall, 3),
         "frames_per_s": round(frames / wall, 1), "items": summary.decisions,

@@ -52,13 +52,13 @@ def _run(items, frames, classifier=None, config=None, gone=None, flush=True, inl
     return out, belt, pipe
 
 
-def _crossing_items(items, belt, frames):
+def _crossing_items(items, belt, frames, speed=SPEED):
     """item -> t when its centroid crosses the line (within the run)."""
     out = {}
     for it in items:
         for k in range(1, frames):
             if it.cx + belt.offset(k - 1) < LINE <= it.cx + belt.offset(k):
-                out[it.item] = (k - 1 + (LINE - it.cx - belt.offset(k - 1)) / SPEED) / FPS
+                out[it.item] = (k - 1 + (LINE - it.cx - belt.offset(k - 1)) / speed) / FPS
     return out
 
 
@@ -283,3 +283,29 @@ def test_belt_stopped_with_items_in_view_decides_each_once_after_restart(stop):
     crossing = _crossing_items(items, belt, frames)
     assert len(crossing) >= 9 and len(out) == len(crossing)
     _match_each(items, crossing, out)
+
+
+@pytest.mark.parametrize("step", [None, 0.045])
+def test_slow_belt_leaves_frames_out_and_still_decides_each_item_once(step):
+    """At 3 px a frame, ``tracker.min_step`` 0.045 (16 px at 360 px high) runs about every fifth
+    frame (here ``max_skip_s`` allows it): fewer steps for a slow item, each item still decided
+    once, with its label, within ``max_skip_s`` of its crossing. ``None`` runs every frame."""
+    speed, frames = 3.0, 230
+    items = _scene(6)
+    belt = SynthBelt(W, H, seed=1, speed=lambda k: speed)
+    out = []
+    pipe = Pipeline(_config(tracker={"min_step": step, "max_skip_s": 0.2}), ColourClassifier(), "boot-test",
+                    out.append, inline_inference=True)
+    try:
+        for k in range(frames):
+            pipe.process(Frame("cam0", k, k / FPS, belt.frame(k, items)[0]))
+        stats = pipe.stats()
+    finally:
+        pipe.close()
+    crossing = _crossing_items(items, belt, frames, speed)
+    assert len(crossing) == 6 and len(out) == 6
+    _match_each(items, crossing, out)
+    skipped = stats["frames_skipped"].get("cam0", 0)
+    assert skipped == 0 if step is None else frames * 0.7 <= skipped <= frames * 0.85
+    assert skipped + stats["frames"]["cam0"] == frames
+    assert all(0 <= d.t_decided - d.t_cross < (0.2 if step else 1.0 / FPS) for d in out)

@@ -39,7 +39,7 @@ from .sources import LIVE_ANALYSIS_AHEAD, FrameMux, LiveSource, SourceContext, o
 PipelineFactory = Callable[..., Any]  # Pipeline(config, classifier, boot_id, on_decision, on_status)
 RECENT_ERROR_S = 10.0  # health stays "degraded" this long after a stage or sink error
 BEHIND_WINDOW_S = 10.0  # "behind": frames dropped or decisions late within this many seconds
-BEHIND_MIN_FRAMES = 10  # ... of at least this many frames captured, for the dropped fraction
+BEHIND_MIN_FRAMES = 30  # ... of at least this many frames captured (not the few dropped at start-up)
 
 
 def _default_pipeline_factory() -> PipelineFactory:

@@ -90,7 +90,7 @@ def test_daemon_logs_one_summary_line_per_period():
     (600, 0, 0, False),  # keeping up
     (600, 149, 0, False),  # under a quarter of the frames dropped
     (600, 150, 0, True),  # a quarter: the pipeline is behind
-    (8, 8, 0, False),  # too few frames to say (a camera just started)
+    (20, 20, 0, False),  # too few frames to say (a camera just started)
     (600, 0, 1, True),  # a decision published after its deadline
 ])
 def test_behind_from_dropped_frames_and_late_decisions(captured, dropped, late, behind):

@@ -13,7 +13,10 @@ Determinism does not depend on how fast the classifier is: an item is decided
 in the step where its centroid crosses the decision line (or its track is lost), and that
 step first waits for every view of *that* item still being classified. So a decision's
 content depends only on the frames, never on timing, and its stream-time latency is under
-one frame. Decisions get ``seq`` 1, 2, 3 ... per pipeline (per boot).
+one frame (plus the frames left out on a slow belt, below). Decisions get ``seq`` 1, 2, 3 ... per pipeline (per boot).
+
+On a slow belt, frames are left out (:class:`FrameStride`, ``tracker.min_step``): ``analyse``
+answers ``SKIPPED`` for them and ``process`` does nothing with them.
 
 Time is the frames' stream time; ``wall_clock`` (optional) only fills ``wall_decided``.
 """
@@ -40,6 +43,7 @@ from .track import CameraView, Track, Tracker, TrackState, TrackStep
 from .vote import vote
 
 STAGES = ("detect", "track", "views", "wait", "decide")
+SIDE_QUALITY = 0.5  # vote weight of a view whose item touches the belt-side edge of the picture
 
 
 class _Skipped:
@@ -72,9 +76,9 @@ class FrameStride:
     def ran(self, seq: int, t: float, shift: tuple[float, float] | None) -> None:
         if self.min_step_px is not None and self.last_seq is not None and shift is not None and seq > self.last_seq:
             per_frame = math.hypot(*shift) / (seq - self.last_seq)
+            # a stopped belt: as rarely as max_skip_s allows
             self.stride = max(1, round(self.min_step_px / per_frame)) if per_frame > 0 else 1 << 30
         self.last_seq, self.last_t = seq, t
-SIDE_QUALITY = 0.5  # vote weight of a view whose item touches the belt-side edge of the picture
 
 
 class Pipeline:
@@ -131,7 +135,8 @@ class Pipeline:
         t0 = time.perf_counter()
         an = self._detector(frame).analyse(frame, small)
         self.stage_s["detect"] += time.perf_counter() - t0
-        stride.ran(frame.seq, frame.t, an.shift if an.shift_confidence >= self.config.tracker.min_shift_confidence else None)
+        sure = an.shift_confidence >= self.config.tracker.min_shift_confidence
+        stride.ran(frame.seq, frame.t, an.shift if sure else None)
         return an
 
     def process(self, frame: Frame, small: np.ndarray | None = None,

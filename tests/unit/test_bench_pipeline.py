@@ -34,3 +34,14 @@ def test_thread_cpu_names_a_busy_thread_and_keeps_it_after_it_ends():
     assert by_name["busy"] >= 0.15
     assert "MainThread" in by_name  # Python threads go by their names
     assert list(by_name.values()) == sorted(by_name.values(), reverse=True)
+
+
+@pytest.mark.parametrize("text, ok", [("10:6", (10, 6)), ("2:0", (2, 0)), ("10:10", None), ("6", None), ("a:b", None)])
+def test_drop_pattern_is_checked_when_the_arguments_are_read(text, ok, capsys):
+    bench = load_tool("bench_pipeline")
+    if ok is not None:
+        assert bench._args(["--video", "v.mp4", "--drop", text]).drop == ok
+    else:
+        with pytest.raises(SystemExit) as e:
+            bench._args(["--video", "v.mp4", "--drop", text])
+        assert e.value.code == 2 and "--drop" in capsys.readouterr().err

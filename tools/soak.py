@@ -125,6 +125,17 @@ def age_counts(metrics: dict[str, float]) -> dict[str, int]:
     return bucket_counts(metrics, "ewaste_decision_age_seconds")
 
 
+def behind_episodes(log: str) -> dict[str, int]:
+    """The daemon's "health degraded: ..." lines (it falls behind): how many, by cause."""
+    out = {"episodes": 0, "frames_dropped": 0, "late_decisions": 0}
+    for line in log.splitlines():
+        if "health degraded: " in line:
+            out["episodes"] += 1
+            out["frames_dropped"] += "frames in the last" in line
+            out["late_decisions"] += "after their actuator deadline" in line
+    return out
+
+
 def run_soak(args: argparse.Namespace) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     video = Path(args.video) if args.video else make_video(args)
@@ -192,6 +203,7 @@ def report(args, meta, trace, metrics, rc, listen_rc, wall) -> dict:  # noqa: AN
         "classifier_batch_size": bucket_counts(metrics, "ewaste_inference_batch_size"),  # classifier calls by batch size
         "decision_age_s": age_counts(metrics),  # published within N s of the line crossing (at the last scrape, before the stop)
         "rejects": sum(1 for r in logged_rows if r["label"] == "reject"),
+        "behind_episodes": behind_episodes(err),  # times the health went degraded for being behind, and why
         "rss_trace": trace,
     }
     (args.out / "soak.json").write_text(json.dumps(out, indent=1))

@@ -26,3 +26,17 @@ def test_soak_counts_classifier_calls_by_batch_size():
     sizes = soak.bucket_counts(soak.parse_metrics(m.render().decode()), "ewaste_inference_batch_size")
     assert sizes["<=1"] == 1 and sizes["<=2"] == 1 and sizes["<=4"] == 3 and sizes["<=8"] == 3 and sizes["<=16"] == 4
     assert sizes["all"] == 4
+
+
+def test_soak_counts_the_episodes_the_daemon_fell_behind():
+    soak = load_tool("soak")
+    log = "\n".join([
+        "2026-12-07 00:37:47 WARNING ewaste_stream.app health degraded: 1 decision(s) published after their actuator "
+        "deadline in the last 10 s",
+        "2026-12-07 00:38:06 INFO    ewaste_stream.app keeping up again: no frame dropped over the limit and no late",
+        "2026-12-07 00:39:09 WARNING ewaste_stream.app health degraded: camera cam0 dropped 200 of 600 frames in the "
+        "last 10 s (the pipeline is slower than the camera); 3 decision(s) published after their actuator deadline",
+        "2026-12-07 00:39:10 INFO    ewaste_stream.app last 60 s: ... status degraded",
+    ])
+    assert soak.behind_episodes(log) == {"episodes": 2, "frames_dropped": 1, "late_decisions": 2}
+    assert soak.behind_episodes("") == {"episodes": 0, "frames_dropped": 0, "late_decisions": 0}

@@ -265,8 +265,7 @@ class Daemon:
             return
         self._next_housekeeping = now + 0.25
         was = self.behind.reasons
-        reasons = self.behind.update(now, {s.camera: (s.frames_captured, s.queue.dropped) for s in self.sources},
-                                     self._late_total)
+        reasons = self.behind.update(now, self._frame_counts(), self._late_total)
         if reasons and not was:
             logger.warning("health degraded: " + "; ".join(reasons))
         elif was and not reasons:
@@ -329,12 +328,16 @@ class Daemon:
             self.http.close()
             self.http = None
 
+    def _frame_counts(self) -> dict[str, tuple[int, int]]:
+        """{camera: (frames captured, frames its queue dropped)} since boot."""
+        return {s.camera: (s.frames_captured, s.queue.dropped) for s in self.sources}
+
     def summary_line(self, now: float) -> str:
         """One line on the period since the last one (the tally starts again)."""
         t0, before, errors0 = self._summary_from
         with self._tally_lock:
             tally, self._tally = self._tally, PeriodTally()
-        cams = {s.camera: (s.frames_captured, s.queue.dropped) for s in self.sources}
+        cams = self._frame_counts()
         self._summary_from = (now, cams, self.stage_errors)
         span = max(now - t0, 1e-9)
         frames = ", ".join(f"{cam} {c - before.get(cam, (0, 0))[0]} captured / {d - before.get(cam, (0, 0))[1]} dropped"

@@ -98,6 +98,7 @@ class DetectorSection(_Section):
     solid_chroma_threshold: float | None = Field(3.0, gt=0)  # ... down to this where they fill 3x3 patches; None = off
     noise_k: float = Field(2.5, gt=0)  # ... and at least this many times the belt's per-row spread
     smooth_ratio: float | None = Field(0.6, gt=0, lt=1)  # less detail across the motion than this x the belt's: an item; None = off
+    busy_ratio: float | None = Field(2.0, gt=1)  # more detail across the motion than this x the belt's: an item; None = off
     shadow_ratio: float = Field(0.5, ge=0, le=1)  # darker but >= this x the belt's brightness, same colour: shadow
     shadow_width: float = Field(0.033, ge=0, le=0.5)  # widest shadow rim beside an item (x frame height)
     bridge_width: float = Field(0.0, ge=0, le=0.5)  # darker bands up to this wide inside an item are the item

@@ -24,7 +24,8 @@ could bridge the gap between two neighbours), filtered by ``min_area``/``max_are
 ROI; fragments lying mostly inside another region's box are merged into it. A dark item's
 smooth surface at the belt's own brightness (a black screen) differs from the belt only by
 lacking its grain and streaks: pixels with less detail across the belt's motion than
-``smooth_ratio`` x the belt's are item pixels too (see ``_smooth``). Each frame's
+``smooth_ratio`` x the belt's are item pixels too; so are those with more than ``busy_ratio``
+x the belt's (a black keyboard's keys at the belt's brightness; see ``_texture``). Each frame's
 analysis also carries the *core* of that mask: the pixels that differ by brightness or colour,
 not by darkness alone (see ``_foreground``).
 
@@ -93,7 +94,7 @@ class BeltDetector:
         self.motion = BeltMotion()
         self.frames = 0
         self._fg_age: np.ndarray | None = None  # uint8 (sh, sw): frames of motion each pixel has been foreground
-        self._smooth_age = np.zeros((self.sh, self.sw), np.uint8)  # frames of motion each pixel has been smooth
+        self._texture_age = np.zeros((self.sh, self.sw), np.uint8)  # frames of motion each pixel has been smooth or busy
         # no item is bigger than max_area, nor than a quarter of the picture (working px)
         self._max_item_px = min(cfg.max_area / (self.sx * self.sy), 0.25 * self.sw * self.sh)
         self._relearn: np.ndarray | None = None  # uint8 (sh, sw): a changed look of the belt being relearnt
@@ -125,14 +126,16 @@ class BeltDetector:
         light_step = self.last_light_step if self._follow_light_step(small) else None
         lum, chroma, belt_lum = self._residual(small)
         mask, contrast, core = self._foreground(lum, chroma, belt_lum)
-        smooth = self._smooth(frame.image)
-        if smooth is not None:  # but not what has stayed smooth in one place (nor its ragged rim)
-            stale = cv2.dilate(cv2.compare(self._smooth_age, GHOST_FRAMES, cv2.CMP_GE), _KERNEL7)
-            mask |= cv2.bitwise_and(smooth, smooth, mask=cv2.bitwise_not(stale))
+        odd, busy_contrast = self._texture(frame.image)
+        if odd is not None:  # but not what has stayed smooth or busy in one place (nor its ragged rim)
+            stale = cv2.dilate(cv2.compare(self._texture_age, GHOST_FRAMES, cv2.CMP_GE), _KERNEL7)
+            mask |= cv2.bitwise_and(odd, odd, mask=cv2.bitwise_not(stale))
+        if busy_contrast is not None:
+            contrast = cv2.max(contrast, busy_contrast)
         shift, conf = self.motion.update(lum)
         moving = shift is not None and abs(shift[0]) + abs(shift[1]) >= _MOVING
-        if smooth is not None:  # frames of motion each pixel has been smooth: what stays smooth is not an item
-            self._smooth_age = _aged(self._smooth_age, moving, smooth)
+        if odd is not None:  # frames of motion each pixel has been odd: what stays so is not an item
+            self._texture_age = _aged(self._texture_age, moving, odd)
         self._learn(small, lum, chroma, mask, moving=moving)
         self.frames += 1
         if shift is not None:
@@ -248,19 +251,29 @@ class BeltDetector:
         contrast = cv2.max(cv2.absdiff(lum, 0.0) / thr_l, chroma / thr_c)
         return mask, contrast, core
 
-    def _smooth(self, image: np.ndarray) -> np.ndarray | None:
-        """Item pixels by what they lack: detail across the belt's motion. A belt has grain and
-        streaks; a black screen or a dark plastic front at the belt's own brightness has neither,
-        and is the part of a dark item that brightness and colour miss (the screen of a monitor
-        whose shading crosses the belt's level falls in two without it). Measured between rows
-        (motion blur is along the belt, so it does not smooth this direction) at full resolution,
-        averaged to the working size, in units of the belt's median this frame (so a lighting step
-        or a stopped belt changes nothing). Smooth regions narrower than 5 working px are dropped.
-        Returns 0/1 at the working size; ``None`` when off, or when the belt itself has no detail
-        to compare with (its median under ``_DETAIL_MIN``)."""
-        ratio = self.cfg.smooth_ratio
-        if ratio is None:
-            return None
+    def _texture(self, image: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Item pixels by their texture: less or more detail across the belt's motion than the belt.
+
+        *Smooth*: a belt has grain and streaks; a black screen or a dark plastic front at the
+        belt's own brightness has neither, and is the part of a dark item that brightness and
+        colour miss (the screen of a monitor whose shading crosses the belt's level falls in two
+        without it): detail under ``smooth_ratio`` x the belt's, in patches at least 5 working px
+        across. *Busy*: a black keyboard's keys, a battery's print, a speaker grille, at the belt's
+        own brightness, have far more detail than the belt: detail over ``busy_ratio`` x the
+        belt's, in patches at least 7 working px across (wider than the band of detail along any
+        item's outline, which would otherwise join neighbours). Busy pixels also count as
+        contrast (``detail / (busy_ratio x the belt's)``), so the tracker's gates on faint new
+        regions weigh such an item by what shows it.
+
+        Detail is measured between rows (motion blur is along the belt, so it does not smooth
+        this direction) at full resolution, averaged to the working size, in units of the belt's
+        median this frame (so a lighting step or a stopped belt changes nothing). Returns the
+        0/1 mask of both at the working size and the busy contrast; ``None`` for what is off, or
+        for both when the belt itself has no detail to compare with (its median under
+        ``_DETAIL_MIN``)."""
+        smooth_ratio, busy_ratio = self.cfg.smooth_ratio, self.cfg.busy_ratio
+        if smooth_ratio is None and busy_ratio is None:
+            return None, None
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         across = np.zeros_like(grey)
         cv2.absdiff(grey[2:], grey[:-2], dst=across[1:-1])
@@ -271,12 +284,17 @@ class BeltDetector:
             sample = sample[belt] if 5 * np.count_nonzero(belt) >= belt.size else sample
         level = float(np.median(sample))
         if level < _DETAIL_MIN:
-            return None
-        smooth = cv2.morphologyEx((detail < ratio * level).view(np.uint8), cv2.MORPH_OPEN, _KERNEL5,
-                                  borderType=cv2.BORDER_CONSTANT, borderValue=0)
+            return None, None
+        odd = np.zeros((self.sh, self.sw), np.uint8)
+        if smooth_ratio is not None:
+            odd |= _patches(detail < smooth_ratio * level, _KERNEL5)
+        busy_contrast = None
+        if busy_ratio is not None:
+            busy_contrast = detail * np.float32(1.0 / (busy_ratio * level))
+            odd |= _patches(busy_contrast > 1.0, _KERNEL7)
         if self._roi_mask is not None:
-            smooth &= self._roi_mask
-        return smooth
+            odd &= self._roi_mask
+        return odd, busy_contrast
 
     def _learn(self, small: np.ndarray, lum: np.ndarray, chroma: np.ndarray, mask: np.ndarray, moving: bool) -> None:
         assert self.mean is not None
@@ -316,6 +334,11 @@ _KERNEL5 = np.ones((5, 5), np.uint8)
 _KERNEL7 = np.ones((7, 7), np.uint8)
 _KERNEL3 = np.ones((3, 3), np.uint8)
 _OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [1.0, -1.0, 0.0], [0.0, -1.0, 1.0]], np.float32)  # from BGR
+
+
+def _patches(sel: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """0/1 uint8 of the pixels of ``sel`` (bool) in patches at least ``kernel`` across (an opening)."""
+    return cv2.morphologyEx(sel.view(np.uint8), cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def _aged(age: np.ndarray, moving: bool, present: np.ndarray) -> np.ndarray:

@@ -4,7 +4,8 @@ Not the simulator (``ewaste_stream.sim`` composites real photos): flat-coloured,
 rectangles on a dark, textured, scrolling belt (grain, streaks along the belt, skewed dark
 seams across it), drawn fast with OpenCV so tests can make hundreds of frames in a second.
 Items can be light, dark (darker than the belt, belt-coloured), smooth (flat, at the belt's
-own mean brightness: only the belt's missing texture gives it away) or carry a dark band; an
+own mean brightness: only the belt's missing texture gives it away), keys (rows of keys and
+gaps averaging the belt's brightness: only their busy texture gives them away) or carry a dark band; an
 optional shadow falls beside them. ``COLOURS[i]`` is the colour of class ``i`` so a stub
 classifier can read the class back from a crop (:class:`ColourClassifier`).
 """
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 
 BELT_LEVEL = 52  # the belt's mean grey level
+KEY_STEP = 21  # grey levels of a "keys" item's keys over the belt (its gaps are 4/3 of that under)
 COLOURS = ((40, 200, 230), (230, 120, 40), (60, 220, 60), (200, 60, 200), (230, 230, 230), (40, 60, 220))  # BGR
 
 
@@ -32,7 +34,7 @@ class SynthItem:
     h: float
     angle: float = 0.0
     cls: int = 0
-    kind: str = "light"  # light | dark | smooth | banded
+    kind: str = "light"  # light | dark | smooth | keys | banded
     shadow: tuple[float, float] | None = None  # shadow offset (dx, dy) px, or none
 
 
@@ -99,6 +101,12 @@ class SynthBelt:
             return
         if it.kind == "smooth":
             cv2.fillPoly(img, [pts], (BELT_LEVEL,) * 3)
+            return
+        if it.kind == "keys":  # rows 4 px tall KEY_STEP above the belt, gaps 3 px 4/3 of that below
+            m = np.zeros(img.shape[:2], np.uint8)
+            cv2.fillPoly(m, [pts], 1)
+            rows = np.where(np.arange(img.shape[0]) % 7 < 4, BELT_LEVEL + KEY_STEP, BELT_LEVEL - KEY_STEP * 4 // 3)
+            img[m > 0] = rows[:, None].repeat(img.shape[1], axis=1)[m > 0][:, None]
             return
         cv2.fillPoly(img, [pts], COLOURS[it.cls % len(COLOURS)])
         if it.kind == "banded":

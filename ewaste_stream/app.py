@@ -141,7 +141,7 @@ class Daemon:
         self._stop = threading.Event()
         self._state = "starting"
         self._last_error_t: float | None = None
-        self._drops_since_report: dict[str, int] = {}
+        self._drops_reported: dict[str, int] = {}  # {camera: frames its queue had dropped at the last 10-s line}
         self._ended: set[str] = set()
         self._next_housekeeping = 0.0
         self._next_drop_report = 10.0
@@ -285,10 +285,11 @@ class Daemon:
             logger.info(self.summary_line(now))
         if now >= self._next_drop_report:
             self._next_drop_report = now + 10.0
-            for cam, n in self._drops_since_report.items():
+            for cam, (_, dropped) in self._frame_counts().items():
+                n = dropped - self._drops_reported.get(cam, 0)
                 if n:
                     logger.info(f"camera {cam}: {n} frame(s) dropped in the last 10 s (pipeline slower than capture)")
-            self._drops_since_report = {}
+                self._drops_reported[cam] = dropped
 
     def _shutdown(self) -> None:
         self._state = "stopping"
@@ -365,7 +366,7 @@ class Daemon:
     def _on_status(self, ev: StatusEvent) -> None:
         self.metrics.on_status(ev)
         if ev.kind == StatusKind.FRAME_DROPPED:
-            self._drops_since_report[ev.source] = self._drops_since_report.get(ev.source, 0) + 1
+            pass  # counted by the camera's queue: logged every 10 s, and in the health's window
         elif ev.kind in (StatusKind.STAGE_ERROR, StatusKind.SINK_ERROR):
             self._last_error_t = ev.t
             logger.warning(f"{ev.kind.value} from {ev.source}: {ev.detail}")

@@ -153,3 +153,6 @@ def test_daemon_health_degraded_while_behind_then_ok_again():
         logger.remove(sink)
     assert [x for x in lines if x.startswith("health degraded: camera cam0 dropped 120 of 300")]
     assert [x for x in lines if x.startswith("keeping up again")]
+    # the 10-s line reads the same count as the health (the camera's queue), once per period with drops
+    assert [x for x in lines if "dropped in the last 10 s" in x] == [
+        "camera cam0: 120 frame(s) dropped in the last 10 s (pipeline slower than capture)"]

@@ -155,6 +155,26 @@ def test_a_keyboard_as_bright_as_the_belt_is_found_by_its_busy_texture(busy_rati
             assert len(dets) == 1 and _iou(dets[0].bbox, gts[0]["bbox"]) > 0.75, (k, dets)
 
 
+@pytest.mark.parametrize("dx,dy", [(0.0, 10.0), (10.0, 0.0)])
+def test_a_keyboard_10px_from_a_light_item_is_found_and_not_joined_to_it(dx, dy):
+    """The busy cue sees both items' outlines as detail; only patches wider than that band count,
+    so the light item's edge and the gap do not join the two (across or along the belt)."""
+    a = SynthItem(1, cx=-200.0, cy=150.0, w=100.0, h=80.0, cls=0)
+    b = SynthItem(2, cx=-200.0 + (100.0 + dx if dx else 0.0), cy=150.0 + (80.0 + dy if dy else 0.0),
+                  w=100.0, h=80.0, cls=2, kind="keys")
+    belt = SynthBelt(W, H, seed=3, speed=lambda k: 12.0)
+    det = BeltDetector(DetectorSection(), "cam0", W, H)
+    rng = np.random.default_rng(0)
+    for k in range(50):
+        img, gts = belt.frame(k, [a, b])
+        dets = detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, _noisy(img, rng))), det.cfg)
+        if k < 40:
+            continue  # both fully in view from here
+        assert len(dets) == 2, (k, dets)
+        for gt in gts:
+            assert max(_iou(d.bbox, gt["bbox"]) for d in dets) > 0.75, (k, gt, dets)
+
+
 def test_a_belt_without_texture_gives_the_smooth_cue_nothing():
     """A plain belt under sensor noise has no detail for items to lack: no items, ever."""
     belt = SynthBelt(W, H, seed=4, texture=False, speed=lambda k: 10.0)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Soak test: `ewaste-stream run` on a looping simulated belt video with `listen` attached.
 
-Runs for N minutes and reports RSS (start, end, max), decisions logged vs published vs
+Runs for N minutes and reports RSS (start, end, max), the daemon's CPU (% of one core, after
+warm-up and per minute), decisions logged vs published vs
 received, seq gaps, frames captured/dropped, and both exit codes. Prints a summary and
 writes OUT/soak.json (+ the daemon log, the received decisions, the RSS trace).
 
@@ -54,6 +55,31 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) the process has used, from /proc/PID/stat; None when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def cpu_share(trace: list[tuple[float, float | None, float | None]], after_s: float) -> dict:
+    """The daemon's CPU in % of one core: over the run from ``after_s`` on (start-up left out), and
+    per minute. ``trace``: (seconds since launch, RSS MB, CPU seconds) samples."""
+    pts = [(t, c) for t, _, c in trace if c is not None]
+    late = [(t, c) for t, c in pts if t >= after_s]
+    mean = (100.0 * (late[-1][1] - late[0][1]) / (late[-1][0] - late[0][0])
+            if len(late) >= 2 and late[-1][0] > late[0][0] else None)
+    minutes = []
+    for m in range(int(pts[-1][0] // 60) if pts else 0):
+        w = [(t, c) for t, c in pts if 60 * m <= t <= 60 * (m + 1)]
+        if len(w) >= 2 and w[-1][0] > w[0][0]:
+            minutes.append(round(100.0 * (w[-1][1] - w[0][1]) / (w[-1][0] - w[0][0]), 1))
+    return {"mean_after_warmup": round(mean, 1) if mean is not None else None, "by_minute": minutes,
+            "cores": os.cpu_count()}
 
 
 def make_video(args: argparse.Namespace) -> Path:
@@ -156,9 +182,9 @@ def run_soak(args: argparse.Namespace) -> dict:
     trace = []
     end = t0 + args.minutes * 60
     while time.monotonic() < end and daemon.poll() is None:
-        trace.append((round(time.monotonic() - t0, 1), rss_mb(daemon.pid)))
+        trace.append((round(time.monotonic() - t0, 1), rss_mb(daemon.pid), cpu_s(daemon.pid)))
         time.sleep(min(args.sample_s, max(0.1, end - time.monotonic())))
-    trace.append((round(time.monotonic() - t0, 1), rss_mb(daemon.pid)))
+    trace.append((round(time.monotonic() - t0, 1), rss_mb(daemon.pid), cpu_s(daemon.pid)))
     metrics = scrape(http_port)
     daemon.send_signal(signal.SIGTERM)
     try:
@@ -181,8 +207,9 @@ def report(args, meta, trace, metrics, rc, listen_rc, wall) -> dict:  # noqa: AN
     seqs = [r["seq"] for r in logged_rows]
     listen_summary = json.loads((args.out / "listen.json").read_text()) if (args.out / "listen.json").exists() else {}
     received = [json.loads(x)["seq"] for x in (args.out / "received.jsonl").read_text().splitlines() if x.strip()]
-    rss = [r for _, r in trace if r is not None]
-    warm = [r for t, r in trace if r is not None and t >= min(30.0, args.minutes * 30)]
+    rss = [r for _, r, _ in trace if r is not None]
+    warmup_s = min(30.0, args.minutes * 30)
+    warm = [r for t, r, _ in trace if r is not None and t >= warmup_s]
     out = {
         "minutes": args.minutes, "wall_s": round(wall, 1), "stub": args.stub, "video_items_per_s": meta.get("rate_achieved"),
         "daemon_exit": rc, "listen_exit": listen_rc,
@@ -204,7 +231,8 @@ def report(args, meta, trace, metrics, rc, listen_rc, wall) -> dict:  # noqa: AN
         "decision_age_s": age_counts(metrics),  # published within N s of the line crossing (at the last scrape, before the stop)
         "rejects": sum(1 for r in logged_rows if r["label"] == "reject"),
         "behind_episodes": behind_episodes(err),  # times the health went degraded for being behind, and why
-        "rss_trace": trace,
+        "cpu_percent": cpu_share(trace, warmup_s),  # the daemon's CPU, % of one core
+        "rss_trace": [(t, r) for t, r, _ in trace],
     }
     (args.out / "soak.json").write_text(json.dumps(out, indent=1))
     return out

@@ -73,6 +73,10 @@ class FrameAnalysis:
     core: np.ndarray | None = None  # uint8 (h, w): item pixels by brightness or colour, not by darkness alone
     image: np.ndarray | None = None  # the full-resolution frame (BGR), for looks closer than the mask's scale
 
+    def sure_shift(self, min_confidence: float) -> tuple[float, float] | None:
+        """The belt's measured shift when its phase-correlation response reaches ``min_confidence``, else None."""
+        return self.shift if self.shift is not None and self.shift_confidence >= min_confidence else None
+
     def to_full(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         sx, sy = self.scale
         return box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy

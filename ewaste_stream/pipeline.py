@@ -135,8 +135,7 @@ class Pipeline:
         t0 = time.perf_counter()
         an = self._detector(frame).analyse(frame, small)
         self.stage_s["detect"] += time.perf_counter() - t0
-        sure = an.shift_confidence >= self.config.tracker.min_shift_confidence
-        stride.ran(frame.seq, frame.t, an.shift if sure else None)
+        stride.ran(frame.seq, frame.t, an.sure_shift(self.config.tracker.min_shift_confidence))
         return an
 
     def process(self, frame: Frame, small: np.ndarray | None = None,

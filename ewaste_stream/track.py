@@ -322,9 +322,9 @@ class Tracker:
         frame may be several frame periods back: the speed limit counts the periods that passed,
         and the fallback (the last good shift, kept per second) the time."""
         elapsed = an.t - cam.last_t if cam.last_t is not None and an.t > cam.last_t else 0.0
-        if (an.shift is not None and an.shift_confidence >= self.cfg.min_shift_confidence
-                and abs(an.shift[0]) <= self.cfg.max_speed_px * frame_periods(elapsed, cam.dt)):
-            shift = (an.shift[0], 0.0 if abs(an.shift[1]) < 0.5 * an.scale[1] else an.shift[1])
+        sure = an.sure_shift(self.cfg.min_shift_confidence)
+        if sure is not None and abs(sure[0]) <= self.cfg.max_speed_px * frame_periods(elapsed, cam.dt):
+            shift = (sure[0], 0.0 if abs(sure[1]) < 0.5 * an.scale[1] else sure[1])
             if elapsed:
                 cam.rate = (shift[0] / elapsed, shift[1] / elapsed)
         elif not elapsed:

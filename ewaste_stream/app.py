@@ -365,12 +365,11 @@ class Daemon:
 
     def _on_status(self, ev: StatusEvent) -> None:
         self.metrics.on_status(ev)
-        if ev.kind == StatusKind.FRAME_DROPPED:
-            pass  # counted by the camera's queue: logged every 10 s, and in the health's window
-        elif ev.kind in (StatusKind.STAGE_ERROR, StatusKind.SINK_ERROR):
+        if ev.kind in (StatusKind.STAGE_ERROR, StatusKind.SINK_ERROR):
             self._last_error_t = ev.t
             logger.warning(f"{ev.kind.value} from {ev.source}: {ev.detail}")
-        elif ev.kind not in (StatusKind.SOURCE_LOST, StatusKind.SOURCE_RECOVERED):  # sources log those
+        # sources log their losses; dropped frames are counted by the camera's queue (the 10-s line, the health)
+        elif ev.kind not in (StatusKind.SOURCE_LOST, StatusKind.SOURCE_RECOVERED, StatusKind.FRAME_DROPPED):
             logger.info(f"{ev.kind.value} from {ev.source}: {ev.detail}")
 
     # ---- health -------------------------------------------------------------------------

@@ -70,9 +70,9 @@ def cpu_share(trace: list[tuple[float, float | None, float | None]], after_s: fl
     """The daemon's CPU in % of one core: over the run from ``after_s`` on (start-up left out), and
     per minute. ``trace``: (seconds since launch, RSS MB, CPU seconds) samples."""
     pts = [(t, c) for t, _, c in trace if c is not None]
-    late = [(t, c) for t, c in pts if t >= after_s]
-    mean = (100.0 * (late[-1][1] - late[0][1]) / (late[-1][0] - late[0][0])
-            if len(late) >= 2 and late[-1][0] > late[0][0] else None)
+    warm = [(t, c) for t, c in pts if t >= after_s]
+    mean = (100.0 * (warm[-1][1] - warm[0][1]) / (warm[-1][0] - warm[0][0])
+            if len(warm) >= 2 and warm[-1][0] > warm[0][0] else None)
     minutes = []
     for m in range(int(pts[-1][0] // 60) if pts else 0):
         w = [(t, c) for t, c in pts if 60 * m <= t <= 60 * (m + 1)]

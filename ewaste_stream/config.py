@@ -159,6 +159,11 @@ class TrackerSection(_Section):
     item_join_near: float = Field(0.017, ge=0, le=0.1)  # two new pieces (or a new and a tracked one) this close (x frame
     item_join_min_gain: float = Field(0.0, ge=-1, le=1)  # height) join, whatever their size, if together they fill
     # their rectangle at least this much better than the more box-like of the two alone; item_join_near 0 = off
+    part_join_max_length: float | None = Field(0.28, gt=0, le=2)  # two tracked pieces within item_join_near that
+    part_join_frames: int = Field(3, ge=1, le=1000)  # together are no longer than this (x frame height: the longest
+    # item on the belt) and face each other along part_join_min_contact x the square root of the smaller one's area,
+    # in this many frames, are parts of one item: one track absorbs the other; None = off
+    part_join_min_contact: float = Field(0.8, ge=0)
 
 
 class BatchingSection(_Section):

@@ -22,6 +22,7 @@ All coordinates are px of the detector's downscaled image.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -432,9 +433,9 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
         if target is None:
             out.append(frag)
         elif target[0] == "t":
-            tracked[target[1]] = grown[target[1]] = _union(target[2], frag, target[1])
+            tracked[target[1]] = grown[target[1]] = union(target[2], frag, target[1])
         else:
-            left[target[1]] = _union(target[2], frag, None)
+            left[target[1]] = union(target[2], frag, None)
             left.sort(key=lambda p: p.area)
     return out, grown
 
@@ -442,13 +443,54 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
 def _completes_box(frag: Piece, item: Piece, box_join: tuple[int, float], neck_ratio: float, min_radius: float) -> bool:
     reach, max_loss = box_join
     return (_near(frag, item, reach) and _compact(frag, item, reach, neck_ratio, min_radius)
-            and rect_fill(_union(frag, item, None).mask) >= rect_fill(item.mask) - max_loss)
+            and rect_fill(union(frag, item, None).mask) >= rect_fill(item.mask) - max_loss)
 
 
 def _makes_box(a: Piece, b: Piece, item_join: tuple[int, float]) -> bool:
     reach, min_gain = item_join
     return (_near(a, b, reach)
-            and rect_fill(_union(a, b, None).mask) >= max(rect_fill(a.mask), rect_fill(b.mask)) + min_gain)
+            and rect_fill(union(a, b, None).mask) >= max(rect_fill(a.mask), rect_fill(b.mask)) + min_gain)
+
+
+def parts_of_one_item(pieces: Sequence[Piece], reach: int, max_length: float,
+                      min_contact: float = 0.0) -> list[tuple[int, int]]:
+    """Pairs of tracked pieces (their keys) that may be two parts of one item: within ``reach`` px
+    of each other, together no longer than ``max_length`` px (the long side of their
+    minimum-area rectangle, at any angle), and facing each other along at least ``min_contact``
+    x the square root of the smaller one's area (px of either piece within 1.5 px of their
+    narrowest gap plus that gap). A dark item cut by a dark band stays within the size of one
+    item, and its parts face each other all along the cut; two neighbours lying that close
+    together are mostly longer than any one item, or touch at a corner. The test holds for some
+    neighbours too (two small items side by side), so the tracker asks for it in several frames
+    (``tracker.part_join_frames``)."""
+    out: list[tuple[int, int]] = []
+    longest_box = max_length * math.sqrt(2.0)  # pixels whose box is longer than this have a longer rectangle
+    keyed = [p for p in pieces if p.key is not None]
+    for i, a in enumerate(keyed):
+        ax0, ay0, ax1, ay1 = a.box
+        for b in keyed[i + 1:]:
+            bx0, by0, bx1, by1 = b.box
+            if max(ax1, bx1) - min(ax0, bx0) > longest_box or max(ay1, by1) - min(ay0, by0) > longest_box:
+                continue
+            if not _near(a, b, reach):
+                continue
+            pts = np.concatenate([cv2.findNonZero(a.mask) + np.array([a.x0, a.y0], np.int32),
+                                  cv2.findNonZero(b.mask) + np.array([b.x0, b.y0], np.int32)])
+            _, (w, h), _ = cv2.minAreaRect(pts)
+            if max(w, h) > max_length:
+                continue
+            if min_contact <= 0 or _contact(a, b) >= min_contact * math.sqrt(min(a.area, b.area)):
+                out.append((a.key, b.key))  # type: ignore[arg-type]
+    return out
+
+
+def _contact(a: Piece, b: Piece) -> int:
+    """Px of the piece that faces the other more, within 1.5 px of the two's narrowest gap plus that gap."""
+    _, (ma, mb) = _canvas(a, b, 0)
+    da = cv2.distanceTransform(1 - ma, cv2.DIST_L2, 3)
+    db = cv2.distanceTransform(1 - mb, cv2.DIST_L2, 3)
+    near = float(da[mb > 0].min()) + 1.5
+    return max(int(np.count_nonzero((da <= near) & (mb > 0))), int(np.count_nonzero((db <= near) & (ma > 0))))
 
 
 def absorb_inside(pieces: list[Piece], share: float, locked: set[int]) -> tuple[list[Piece], list[tuple[int, int]]]:
@@ -481,7 +523,7 @@ def absorb_inside(pieces: list[Piece], share: float, locked: set[int]) -> tuple[
                 else:
                     keep = small.key
                     merged.append((big.key, small.key))
-            left[j] = _union(big, small, keep)
+            left[j] = union(big, small, keep)
             boxes[j] = left[j].box
             del left[i], boxes[i]
         i -= 1
@@ -560,7 +602,8 @@ def _closed_union(a: Piece, b: Piece, gap: int) -> tuple[tuple[int, int], np.nda
     return origin, cv2.morphologyEx(ma | mb, cv2.MORPH_CLOSE, k)
 
 
-def _union(a: Piece, b: Piece, key: int | None) -> Piece:
+def union(a: Piece, b: Piece, key: int | None) -> Piece:
+    """One piece of the pixels of both, under ``key``."""
     (x0, y0), (ma, mb) = _canvas(a, b, 0)
     out = piece_from_mask(key, ma | mb, x0, y0)
     assert out is not None

@@ -59,8 +59,8 @@ from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
 from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, bridged, inscribed_radius, join_fragments, mean_contrast,
-                      merge_footprint, move_footprint, occupancy, parted, segment, split_by_core, split_by_fine_core,
-                      split_piece)
+                      merge_footprint, move_footprint, occupancy, parted, parts_of_one_item, segment, split_by_core,
+                      split_by_fine_core, split_piece, union)
 
 INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
 FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item
@@ -171,6 +171,7 @@ class Tracker:
         self._next_id = 1
         self._latest_t: float | None = None
         self.footprint_frames = max(3, cfg.max_missed_frames)
+        self._together: dict[tuple[int, int], int] = {}  # (older, younger) track: frames seen as parts of one item
 
     # -- cameras ------------------------------------------------------------------------------
     def camera_map(self, camera: str) -> BeltMap:
@@ -245,6 +246,9 @@ class Tracker:
         new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small,
                                     box_join, item_join, self._apart(an, cam, min_area / px))
         tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new)  # type: ignore[arg-type]
+        if self.cfg.part_join_max_length is not None:
+            tracked, parts = self._join_parts(tracked, cam, self._apart(an, cam, min_area / px))
+            merged += parts
         for piece in tracked:
             if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
                 tr = self.tracks[piece.key]  # type: ignore[index]
@@ -305,15 +309,45 @@ class Tracker:
         c = self.cfg
         return contrast < c.min_contrast and contrast * size < c.min_contrast * c.min_contrast_area
 
+    def _locked(self) -> set[int]:
+        """Tracks that crossed the line or were decided: never absorbed into another."""
+        return {k for k, tr in self.tracks.items() if tr.t_cross is not None or tr.state == TrackState.DECIDED}
+
     def _absorb_inside(self, pieces: list[Piece]) -> tuple[list[Piece], list[Piece], list[tuple[int, int]]]:
         """Join pieces lying inside a bigger piece's outline (one item that broke up, see
         :func:`segment.absorb_inside`); a track whose piece joined another's is absorbed by
         it. Returns (tracked pieces, new pieces, (absorbed, kept) track ids)."""
-        locked = {k for k, tr in self.tracks.items() if tr.t_cross is not None or tr.state == TrackState.DECIDED}
-        pieces, merged = absorb_inside(pieces, INSIDE_SHARE, locked)
+        pieces, merged = absorb_inside(pieces, INSIDE_SHARE, self._locked())
         for drop, keep in merged:
             self._absorb(self.tracks[keep], self.tracks[drop])
         return [p for p in pieces if p.key is not None], [p for p in pieces if p.key is None], merged
+
+    def _join_parts(self, tracked: list[Piece], cam: _Camera, apart: Callable[[Piece, Piece, int], bool] | None
+                    ) -> tuple[list[Piece], list[tuple[int, int]]]:
+        """Two tracked pieces that were parts of one item (:func:`segment.parts_of_one_item`) in
+        ``part_join_frames`` frames become one track: the older absorbs the younger, unless either
+        crossed the line already. A frame where the picture tells them ``apart`` does not count.
+        Returns (tracked pieces, (absorbed, kept) track ids)."""
+        reach = _px(cam, self.cfg.item_join_near)
+        pairs = parts_of_one_item(tracked, reach, self.cfg.part_join_max_length * cam.height / cam.scale[1],
+                                  self.cfg.part_join_min_contact)
+        self._together = {p: n for p, n in self._together.items() if p[0] in self.tracks and p[1] in self.tracks}
+        if not pairs:
+            return tracked, []
+        by_key = {p.key: p for p in tracked}
+        locked = self._locked()
+        merged: list[tuple[int, int]] = []
+        for a, b in pairs:
+            keep, drop = min(a, b), max(a, b)
+            if keep not in by_key or drop not in by_key or (apart is not None and apart(by_key[a], by_key[b], reach)):
+                continue  # absorbed by an older track earlier in this loop, or two items by the picture
+            n = self._together[keep, drop] = self._together.get((keep, drop), 0) + 1
+            if n < self.cfg.part_join_frames or keep in locked or drop in locked:
+                continue
+            by_key[keep] = union(by_key[keep], by_key.pop(drop), keep)
+            self._absorb(self.tracks[keep], self.tracks[drop])
+            merged.append((drop, keep))
+        return list(by_key.values()), merged
 
     def _shift(self, cam: _Camera, an: FrameAnalysis) -> tuple[float, float]:
         """Image shift of this camera since its previous frame; updates the belt velocity.

@@ -9,8 +9,8 @@ import pytest
 
 from ewaste_stream.config import TrackerSection
 from ewaste_stream.detect import FrameAnalysis
-from ewaste_stream.segment import (EMPTY, _median, join_fragments, merge_footprint, parts_fill, piece_from_mask, rect_fill,
-                                   rect_gain, split_by_core, split_piece)
+from ewaste_stream.segment import (EMPTY, _median, join_fragments, merge_footprint, parts_fill, parts_of_one_item,
+                                   piece_from_mask, rect_fill, rect_gain, split_by_core, split_piece)
 from ewaste_stream.track import CameraView
 
 from test_track import FPS, H, W, _tracker
@@ -364,6 +364,84 @@ def _run_halves(item_join_near: float) -> int:
 def test_tracker_follows_a_dark_item_cut_in_two_halves_as_one():
     assert _run_halves(3 / H) == 1
     assert _run_halves(0.0) == 2  # rule off: two items
+
+
+def _disc_halves(r: int = 22, band: int = 2, shape=(120, 160)) -> tuple[np.ndarray, np.ndarray]:
+    """A round dark item (radius ``r``) that a dark band ``band`` px wide cuts across its middle:
+    two half discs. Each fills its rectangle as well as the whole disc does, so the box rule
+    (``item_join``) does not join them."""
+    disc = np.zeros(shape, np.uint8)
+    cv2.circle(disc, (80, 60), r, 1, -1)
+    disc[60 - band // 2:60 - band // 2 + band] = 0
+    n, labels = cv2.connectedComponents(disc)
+    assert n == 3
+    return (labels == 1).astype(np.uint8), (labels == 2).astype(np.uint8)
+
+
+@pytest.mark.parametrize("case,max_length,min_contact,pair", [
+    ("halves", 50.0, 0.8, True),  # 44 px across, facing each other along the whole cut: one item
+    ("halves", 40.0, 0.8, False),  # together longer than the longest item
+    ("halves", 50.0, 6.0, False),  # asks for a longer cut than they share
+    ("side by side", 100.0, 0.0, True),  # two discs 2 px apart fit a 100 px item ...
+    ("side by side", 50.0, 0.0, False),  # ... not a 50 px one
+    ("corners", 60.0, 0.8, False),  # two small boxes touching at a corner: too little contact
+    ("corners", 60.0, 0.0, True),  # ... which is the only test that keeps them apart here
+    ("far", 100.0, 0.0, False),  # 5 px apart: beyond the reach (3 px)
+])
+def test_parts_of_one_item(case, max_length, min_contact, pair):
+    if case == "halves":
+        a, b = _disc_halves()
+    elif case in ("side by side", "far"):
+        gap = 2 if case == "side by side" else 5
+        a, b = np.zeros((120, 160), np.uint8), np.zeros((120, 160), np.uint8)
+        cv2.circle(a, (40, 60), 22, 1, -1)
+        cv2.circle(b, (40 + 44 + 1 + gap, 60), 22, 1, -1)
+    else:
+        a, b = np.zeros((120, 160), np.uint8), np.zeros((120, 160), np.uint8)
+        a[20:40, 20:40] = 1
+        b[41:61, 41:61] = 1
+    pieces = [_mask_piece(a, key=4), _mask_piece(b, key=9), _mask_piece(np.roll(b, 80, axis=1))]  # a new piece: never
+    assert parts_of_one_item(pieces, 3, max_length, min_contact) == ([(4, 9)] if pair else [])
+
+
+def _run_disc_halves(bright: bool = False, **cfg) -> int:
+    """A round dark item cut in two half discs 2 px apart (``_disc_halves``) rides the belt at 8 px a
+    frame; it shows only once it is all in view, and neither the box rule nor the small-fragment
+    join joins the halves, so the tracker follows them as two tracks at first. ``bright``: the
+    frames come with a picture in which both halves are bright, with grey belt between them (two
+    bright items, by the picture). Returns how many tracks crossed the line."""
+    from ewaste_stream.config import DetectorSection, TrackerSection
+    from ewaste_stream.geometry import BeltMap
+    from ewaste_stream.track import Tracker
+    from test_track import LINE
+
+    top, bottom = _disc_halves()
+    item = (top | bottom)[36:85, 56:105]
+    det = DetectorSection(min_area=600, min_area_frac=0.0)
+    tr = Tracker(TrackerSection(fragment_join_near=0.0, **cfg), {"cam0": BeltMap.identity()}, line_u=LINE, detector=det)
+    crossed = 0
+    for k in range(45):
+        x = -50 + 8 * k
+        mask = np.zeros((H, W), np.uint8)
+        if x >= 40 and x + item.shape[1] <= W:
+            mask[60:60 + item.shape[0], x:x + item.shape[1]] = item
+        image = np.where(mask[..., None] > 0, 200, 60).astype(np.uint8).repeat(3, axis=2) if bright else None
+        an = FrameAnalysis("cam0", k, k / FPS, mask, (1.0, 1.0), (8.0, 0.0) if k else None, 0.9 if k else 0.0,
+                           image=image)
+        crossed += len(tr.step(an).crossed)
+    return crossed
+
+
+@pytest.mark.parametrize("cfg,crossed", [
+    ({}, 1),  # the defaults: 50 px at 180 px high, 3 frames
+    ({"part_join_max_length": None}, 2),  # rule off: two items
+    ({"part_join_max_length": 0.2}, 2),  # 36 px: shorter than the item
+    ({"part_join_frames": 30}, 2),  # seen together too few frames before the line
+    ({"bright": True}, 2),  # two bright halves with belt between them: two items by the picture (parted)
+    ({"bright": True, "parted_min_core": None}, 1),  # ... a test that is off here
+])
+def test_tracker_joins_two_tracked_parts_of_one_item(cfg, crossed):
+    assert _run_disc_halves(**cfg) == crossed
 
 
 def _run_small(h: int, w: int, contrast: float, gap: int, frames: range = range(45), **cfg) -> set[int]:

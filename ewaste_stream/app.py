@@ -32,7 +32,7 @@ from .clock import Clock, MonotonicClock, StreamClock
 from .config import Config
 from .decision_log import JsonlDecisionLog
 from .messages import REJECT_LABEL, Decision, Frame, StatusEvent, StatusKind
-from .metrics import DaemonMetrics, HealthServer, TimedClassifier, published_late
+from .metrics import DaemonMetrics, HealthServer, TimedClassifier
 from .publish import CurveServer, DecisionPublisher, DecisionSinks, PublisherOptions
 from .sources import LIVE_ANALYSIS_AHEAD, FrameMux, LiveSource, SourceContext, open_live_source, open_reader
 
@@ -57,14 +57,12 @@ class PeriodTally:
     late: int = 0  # published after the actuator deadline
     oldest_s: float = 0.0  # the largest (clock at publish - line crossing)
 
-    def add(self, d: Decision, now: float) -> bool:
-        """Count ``d``; True when it was published late."""
-        late = published_late(d, now)
+    def add(self, d: Decision, now: float, late: bool) -> None:
+        """Count ``d``, published at ``now`` (``late``: after its actuator deadline)."""
         self.decisions += 1
         self.rejects += d.label == REJECT_LABEL
         self.late += late
         self.oldest_s = max(self.oldest_s, now - d.t_cross)
-        return late
 
 
 @dataclasses.dataclass
@@ -359,9 +357,10 @@ class Daemon:
     def _observe(self, d: Decision) -> None:
         """The metrics sink: Prometheus and the summary line's tally, at one reading of the clock."""
         now = self.clock()
-        self.metrics.on_decision(d, now)
+        late = self.metrics.on_decision(d, now)
         with self._tally_lock:
-            self._late_total += self._tally.add(d, now)
+            self._tally.add(d, now, late)
+            self._late_total += late
 
     def _on_status(self, ev: StatusEvent) -> None:
         self.metrics.on_status(ev)

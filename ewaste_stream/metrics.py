@@ -56,15 +56,18 @@ class DaemonMetrics:
         self.last_seq = Gauge("ewaste_last_seq", "seq of the last decision made this boot", registry=r)
         r.register(_SnapshotCollector(lambda: self.snapshot()))
 
-    def on_decision(self, d: Decision, now: float | None = None) -> None:
-        """``now``: live stream seconds when the decision leaves the pipeline (None in replay)."""
+    def on_decision(self, d: Decision, now: float | None = None) -> bool:
+        """``now``: live stream seconds when the decision leaves the pipeline (None in replay).
+        Returns whether it was published late (:func:`published_late`)."""
         self.decisions.labels(d.label, d.reject_reason.value if d.reject_reason else "").inc()
         self.latency.observe(max(0.0, d.t_decided - d.t_cross))
         if now is not None:
             self.age.observe(max(0.0, now - d.t_cross))
-        if published_late(d, now):
+        late = published_late(d, now)
+        if late:
             self.late.inc()
         self.last_seq.set(d.seq)
+        return late
 
     def on_status(self, ev: StatusEvent) -> None:
         self.status_events.labels(ev.kind.value, ev.source).inc()

@@ -20,8 +20,8 @@ def _value(m: DaemonMetrics, name: str, labels: dict | None = None) -> float:
 ])
 def test_decision_counters_and_late(t, now, late):
     m = DaemonMetrics()
-    m.on_decision(make_decision(1, t=t), now)
-    m.on_decision(make_decision(2, label="reject", t=10.0))
+    assert m.on_decision(make_decision(1, t=t), now) is bool(late)
+    assert m.on_decision(make_decision(2, label="reject", t=10.0)) is False
     assert _value(m, "ewaste_decisions_total", {"label": "Mouse", "reject_reason": ""}) == 1
     assert _value(m, "ewaste_decisions_total", {"label": "reject", "reject_reason": "low_confidence"}) == 1
     assert _value(m, "ewaste_late_decisions_total") == late

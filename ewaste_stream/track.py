@@ -326,7 +326,8 @@ class Tracker:
                     ) -> tuple[list[Piece], list[tuple[int, int]]]:
         """Two tracked pieces that were parts of one item (:func:`segment.parts_of_one_item`) in
         ``part_join_frames`` frames become one track: the older absorbs the younger, unless either
-        crossed the line already. A frame where the picture tells them ``apart`` does not count.
+        crossed the line already, or only one of them was first seen past it. A frame where the picture tells
+        them ``apart`` does not count.
         Returns (tracked pieces, (absorbed, kept) track ids)."""
         reach = _px(cam, self.cfg.item_join_near)
         pairs = parts_of_one_item(tracked, reach, self.cfg.part_join_max_length * cam.height / cam.scale[1],
@@ -342,8 +343,9 @@ class Tracker:
             if keep not in by_key or drop not in by_key or (apart is not None and apart(by_key[a], by_key[b], reach)):
                 continue  # absorbed by an older track earlier in this loop, or two items by the picture
             n = self._together[keep, drop] = self._together.get((keep, drop), 0) + 1
-            if n < self.cfg.part_join_frames or keep in locked or drop in locked:
-                continue
+            if n < self.cfg.part_join_frames or keep in locked or drop in locked \
+                    or self.tracks[keep].born_past_line != self.tracks[drop].born_past_line:
+                continue  # never let a track that will not be decided take over one that will
             by_key[keep] = union(by_key[keep], by_key.pop(drop), keep)
             self._absorb(self.tracks[keep], self.tracks[drop])
             merged.append((drop, keep))

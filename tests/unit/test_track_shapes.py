@@ -444,6 +444,27 @@ def test_tracker_joins_two_tracked_parts_of_one_item(cfg, crossed):
     assert _run_disc_halves(**cfg) == crossed
 
 
+@pytest.mark.parametrize("past_line, joined", [
+    ((False, False), True),
+    ((True, True), True),
+    ((True, False), False),  # the older was first seen past the line (never decided): it must not take the other
+    ((False, True), False),
+])
+def test_part_join_never_hands_a_track_to_one_that_will_not_be_decided(past_line, joined):
+    from ewaste_stream.track import Track
+
+    tr = _tracker()
+    top, bottom = _disc_halves()
+    pieces = [_mask_piece(top, key=1), _mask_piece(bottom, key=2)]
+    for key, past in zip((1, 2), past_line):
+        tr.tracks[key] = Track(key, t_first=0.0, t_last=0.0, u=0.0, v=0.0, box=(0.0, 0.0, 1.0, 1.0), born_past_line=past)
+    an = FrameAnalysis("cam0", 0, 0.0, np.zeros((H, W), np.uint8), (1.0, 1.0), None, 0.0)
+    cam = tr._camera(an)
+    merged = [tr._join_parts(pieces, cam, None)[1] for _ in range(3)]  # part_join_frames: 3
+    assert merged == [[], [], [(2, 1)] if joined else []]
+    assert (2 in tr.tracks) is not joined
+
+
 def _run_small(h: int, w: int, contrast: float, gap: int, frames: range = range(45), **cfg) -> set[int]:
     """A bright item (40 x 30 px, twice the min item area of 600 px) and, ``gap`` px above it, a
     region of ``h`` x ``w`` px at ``contrast`` x the threshold, in the mask only in ``frames``,

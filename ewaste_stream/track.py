@@ -35,15 +35,19 @@ not found again as a new item), but it is no longer segmented or measured.
 
 Pieces of one item (tracked or new) that lie inside a bigger piece's outline join it
 (:func:`segment.absorb_inside`): a dark item's fragment that was followed before the rest
-of the item came into view no longer becomes a second decision.
+of the item came into view no longer becomes a second decision. Two tracked pieces side by
+side that together stay within the length of the longest item and face each other along a cut,
+in ``part_join_frames`` frames, are one item too (:func:`segment.parts_of_one_item`,
+``part_join_max_length``): a dark item followed as two parts from the start.
 
-Known limits (simulated 1280x720, 60 fps, ~35 items/s, ten 20 s videos): ~2.0 % missed (dark
+Known limits (simulated 1280x720, 60 fps, ~35 items/s, 22 20 s videos): ~1.3 % missed (dark
 items on the dark belt, beside other items, of which the detector sees a sliver or nothing;
-neighbours 10 px apart that blur, shadows or a bright part join at 1/4 scale) and ~1.5 %
-duplicates (cut-outs of several separate parts, dark items that break up): the mask alone
+neighbours 10 px apart that blur, shadows or a bright part join at 1/4 scale) and ~0.5 %
+duplicates (dark items that break up into parts that do not face each other): the mask alone
 cannot tell every part from a neighbour. Two small items side by side
 at the same angle, closer than ``fragment_join_near``, can join; so can two items of any size
-whose union is a box, closer than ``item_join_near``.
+whose union is a box, closer than ``item_join_near``, and two small items lying touching whose
+union is no longer than ``part_join_max_length``.
 """
 
 from __future__ import annotations

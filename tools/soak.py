@@ -2,7 +2,8 @@
 """Soak test: `ewaste-stream run` on a looping simulated belt video with `listen` attached.
 
 Runs for N minutes and reports RSS (start, end, max), the daemon's CPU (% of one core, after
-warm-up and per minute), decisions logged vs published vs
+warm-up and per minute) and what the rest of the machine used meanwhile (so that a soak that
+fell behind while something else ran shows it), decisions logged vs published vs
 received, seq gaps, frames captured/dropped, and both exit codes. Prints a summary and
 writes OUT/soak.json (+ the daemon log, the received decisions, the RSS trace).
 
@@ -66,10 +67,21 @@ def cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
-def cpu_share(trace: list[tuple[float, float | None, float | None]], after_s: float) -> dict:
-    """The daemon's CPU in % of one core: over the run from ``after_s`` on (start-up left out), and
-    per minute. ``trace``: (seconds since launch, RSS MB, CPU seconds) samples."""
-    pts = [(t, c) for t, _, c in trace if c is not None]
+def machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has been busy since boot, all cores (``/proc/stat``: user, nice,
+    system, irq, softirq and steal time); None where there is no /proc/stat."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, IndexError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields + [0] * (8 - len(fields))
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_share(samples: list[tuple[float, float | None]], after_s: float) -> dict:
+    """CPU in % of one core, from (seconds since launch, CPU seconds used so far) samples: over the
+    run from ``after_s`` on (start-up left out), and per minute."""
+    pts = [(t, c) for t, c in samples if c is not None]
     warm = [(t, c) for t, c in pts if t >= after_s]
     mean = (100.0 * (warm[-1][1] - warm[0][1]) / (warm[-1][0] - warm[0][0])
             if len(warm) >= 2 and warm[-1][0] > warm[0][0] else None)
@@ -179,12 +191,12 @@ def run_soak(args: argparse.Namespace) -> dict:
                   else ["ewaste-stream", "run", "--config", str(cfg)])
     t0 = time.monotonic()
     daemon = subprocess.Popen(daemon_cmd, stderr=open(args.out / "daemon.err", "w"), cwd=REPO)
-    trace = []
+    trace = []  # (seconds since launch, daemon RSS MB, daemon CPU s, whole machine's busy CPU s)
     end = t0 + args.minutes * 60
     while time.monotonic() < end and daemon.poll() is None:
-        trace.append((round(time.monotonic() - t0, 1), rss_mb(daemon.pid), cpu_s(daemon.pid)))
+        trace.append((round(time.monotonic() - t0, 1), rss_mb(daemon.pid), cpu_s(daemon.pid), machine_busy_s()))
         time.sleep(min(args.sample_s, max(0.1, end - time.monotonic())))
-    trace.append((round(time.monotonic() - t0, 1), rss_mb(daemon.pid), cpu_s(daemon.pid)))
+    trace.append((round(time.monotonic() - t0, 1), rss_mb(daemon.pid), cpu_s(daemon.pid), machine_busy_s()))
     metrics = scrape(http_port)
     daemon.send_signal(signal.SIGTERM)
     try:
@@ -207,9 +219,12 @@ def report(args, meta, trace, metrics, rc, listen_rc, wall) -> dict:  # noqa: AN
     seqs = [r["seq"] for r in logged_rows]
     listen_summary = json.loads((args.out / "listen.json").read_text()) if (args.out / "listen.json").exists() else {}
     received = [json.loads(x)["seq"] for x in (args.out / "received.jsonl").read_text().splitlines() if x.strip()]
-    rss = [r for _, r, _ in trace if r is not None]
+    rss = [r for _, r, _, _ in trace if r is not None]
     warmup_s = min(30.0, args.minutes * 30)
-    warm = [r for t, r, _ in trace if r is not None and t >= warmup_s]
+    warm = [r for t, r, _, _ in trace if r is not None and t >= warmup_s]
+    # what else kept the cores busy (the listener, this script, and anything else running on the machine):
+    # a daemon that falls behind while this is high was short of CPU, not too slow
+    others = [(t, m - c if m is not None and c is not None else None) for t, _, c, m in trace]
     out = {
         "minutes": args.minutes, "wall_s": round(wall, 1), "stub": args.stub, "video_items_per_s": meta.get("rate_achieved"),
         "daemon_exit": rc, "listen_exit": listen_rc,
@@ -231,8 +246,9 @@ def report(args, meta, trace, metrics, rc, listen_rc, wall) -> dict:  # noqa: AN
         "decision_age_s": age_counts(metrics),  # published within N s of the line crossing (at the last scrape, before the stop)
         "rejects": sum(1 for r in logged_rows if r["label"] == "reject"),
         "behind_episodes": behind_episodes(err),  # times the health went degraded for being behind, and why
-        "cpu_percent": cpu_share(trace, warmup_s),  # the daemon's CPU, % of one core
-        "rss_trace": [(t, r) for t, r, _ in trace],
+        "cpu_percent": cpu_share([(t, c) for t, _, c, _ in trace], warmup_s),  # the daemon's CPU, % of one core
+        "cpu_percent_rest_of_machine": cpu_share(others, warmup_s),  # everything else, % of one core
+        "rss_trace": [(t, r) for t, r, _, _ in trace],
     }
     (args.out / "soak.json").write_text(json.dumps(out, indent=1))
     return out

@@ -78,6 +78,14 @@ def machine_busy_s() -> float | None:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def _at_least_zero(share: dict) -> dict:
+    """The kernel counts a process's CPU and the machine's apart, rounded apart: their difference strays
+    about a percent of a core below zero on an idle machine. Reported as 0 there."""
+    mean = share["mean_after_warmup"]
+    return {**share, "mean_after_warmup": None if mean is None else max(0.0, mean),
+            "by_minute": [max(0.0, v) for v in share["by_minute"]]}
+
+
 def cpu_share(samples: list[tuple[float, float | None]], after_s: float) -> dict:
     """CPU in % of one core, from (seconds since launch, CPU seconds used so far) samples: over the
     run from ``after_s`` on (start-up left out), and per minute."""
@@ -247,7 +255,7 @@ def report(args, meta, trace, metrics, rc, listen_rc, wall) -> dict:  # noqa: AN
         "rejects": sum(1 for r in logged_rows if r["label"] == "reject"),
         "behind_episodes": behind_episodes(err),  # times the health went degraded for being behind, and why
         "cpu_percent": cpu_share([(t, c) for t, _, c, _ in trace], warmup_s),  # the daemon's CPU, % of one core
-        "cpu_percent_rest_of_machine": cpu_share(others, warmup_s),  # everything else, % of one core
+        "cpu_percent_rest_of_machine": _at_least_zero(cpu_share(others, warmup_s)),  # everything else, % of one core
         "rss_trace": [(t, r) for t, r, _, _ in trace],
     }
     (args.out / "soak.json").write_text(json.dumps(out, indent=1))

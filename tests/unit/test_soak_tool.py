@@ -63,3 +63,7 @@ def test_soak_reads_the_whole_machines_busy_cpu_time():
     sum(i * i for i in range(300_000))  # some CPU
     b1 = soak.machine_busy_s()
     assert b0 is not None and b1 is not None and b1 > b0
+    # the two counters round apart: a difference a little under zero is reported as 0
+    share = {"mean_after_warmup": -0.4, "by_minute": [2.4, -1.1], "cores": 2}
+    assert soak._at_least_zero(share) == {"mean_after_warmup": 0.0, "by_minute": [2.4, 0.0], "cores": 2}
+    assert soak._at_least_zero({**share, "mean_after_warmup": None})["mean_after_warmup"] is None

@@ -247,11 +247,12 @@ class Tracker:
                     if self.cfg.fragment_join_near > 0 else None)
         item_join = ((_px(cam, self.cfg.item_join_near), self.cfg.item_join_min_gain)
                      if self.cfg.item_join_near > 0 else None)
+        apart = self._apart(an, cam, min_area / px)
         new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small,
-                                    box_join, item_join, self._apart(an, cam, min_area / px))
+                                    box_join, item_join, apart)
         tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new)  # type: ignore[arg-type]
         if self.cfg.part_join_max_length is not None:
-            tracked, parts = self._join_parts(tracked, cam, self._apart(an, cam, min_area / px))
+            tracked, parts = self._join_parts(tracked, cam, apart)
             merged += parts
         for piece in tracked:
             if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
@@ -330,9 +331,9 @@ class Tracker:
                     ) -> tuple[list[Piece], list[tuple[int, int]]]:
         """Two tracked pieces that were parts of one item (:func:`segment.parts_of_one_item`) in
         ``part_join_frames`` frames become one track: the older absorbs the younger, unless either
-        crossed the line already, or only one of them was first seen past it. A frame where the picture tells
-        them ``apart`` does not count.
-        Returns (tracked pieces, (absorbed, kept) track ids)."""
+        crossed the line already, or only one of them was first seen past it (neither ever changes,
+        so such a pair is not looked at closer). A frame where the picture tells them ``apart`` does
+        not count. Returns (tracked pieces, (absorbed, kept) track ids)."""
         reach = _px(cam, self.cfg.item_join_near)
         pairs = parts_of_one_item(tracked, reach, self.cfg.part_join_max_length * cam.height / cam.scale[1],
                                   self.cfg.part_join_min_contact)
@@ -344,12 +345,15 @@ class Tracker:
         merged: list[tuple[int, int]] = []
         for a, b in pairs:
             keep, drop = min(a, b), max(a, b)
-            if keep not in by_key or drop not in by_key or (apart is not None and apart(by_key[a], by_key[b], reach)):
-                continue  # absorbed by an older track earlier in this loop, or two items by the picture
-            n = self._together[keep, drop] = self._together.get((keep, drop), 0) + 1
-            if n < self.cfg.part_join_frames or keep in locked or drop in locked \
-                    or self.tracks[keep].born_past_line != self.tracks[drop].born_past_line:
+            if keep not in by_key or drop not in by_key:
+                continue  # absorbed by an older track earlier in this loop
+            if keep in locked or drop in locked or self.tracks[keep].born_past_line != self.tracks[drop].born_past_line:
                 continue  # never let a track that will not be decided take over one that will
+            if apart is not None and apart(by_key[a], by_key[b], reach):
+                continue  # two items by the picture
+            n = self._together[keep, drop] = self._together.get((keep, drop), 0) + 1
+            if n < self.cfg.part_join_frames:
+                continue
             by_key[keep] = union(by_key[keep], by_key.pop(drop), keep)
             self._absorb(self.tracks[keep], self.tracks[drop])
             merged.append((drop, keep))

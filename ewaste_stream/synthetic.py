@@ -106,7 +106,7 @@ class SynthBelt:
             m = np.zeros(img.shape[:2], np.uint8)
             cv2.fillPoly(m, [pts], 1)
             rows = np.where(np.arange(img.shape[0]) % 7 < 4, BELT_LEVEL + KEY_STEP, BELT_LEVEL - KEY_STEP * 4 // 3)
-            img[m > 0] = rows[:, None].repeat(img.shape[1], axis=1)[m > 0][:, None]
+            img[m > 0] = rows[np.nonzero(m)[0], None]  # each item pixel takes its row's level
             return
         cv2.fillPoly(img, [pts], COLOURS[it.cls % len(COLOURS)])
         if it.kind == "banded":

@@ -99,6 +99,8 @@ class BeltDetector:
         self.frames = 0
         self._fg_age: np.ndarray | None = None  # uint8 (sh, sw): frames of motion each pixel has been foreground
         self._texture_age = np.zeros((self.sh, self.sw), np.uint8)  # frames of motion each pixel has been smooth or busy
+        self._grey: np.ndarray | None = None  # full-size buffers of _texture, reused frame after frame
+        self._across: np.ndarray | None = None
         # no item is bigger than max_area, nor than a quarter of the picture (working px)
         self._max_item_px = min(cfg.max_area / (self.sx * self.sy), 0.25 * self.sw * self.sh)
         self._relearn: np.ndarray | None = None  # uint8 (sh, sw): a changed look of the belt being relearnt
@@ -278,8 +280,11 @@ class BeltDetector:
         smooth_ratio, busy_ratio = self.cfg.smooth_ratio, self.cfg.busy_ratio
         if smooth_ratio is None and busy_ratio is None:
             return None, None
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        across = np.zeros_like(grey)
+        if self._grey is None or self._grey.shape != image.shape[:2]:  # kept: fresh full-size arrays each frame cost page faults
+            self._grey = np.empty(image.shape[:2], np.uint8)
+            self._across = np.zeros(image.shape[:2], np.uint8)  # its first and last rows stay 0
+        grey, across = self._grey, self._across
+        cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=grey)
         cv2.absdiff(grey[2:], grey[:-2], dst=across[1:-1])
         detail = cv2.blur(shrink(across, self.ds, (self.sw, self.sh)).astype(np.float32), (3, 3))
         sample = detail[::4, ::4]

@@ -729,10 +729,11 @@ def split_touching(mask: np.ndarray, neck_ratio: float = 0.6, min_radius: float 
     level = 1.0
     while level < top * neck_ratio:
         n, lab = cv2.connectedComponents((dist > level).astype(np.uint8), connectivity=8)
-        seeds = [lab == i for i in range(1, n)]
-        deep = [sd for sd in seeds if float(dist[sd].max()) >= max(min_radius, level / neck_ratio)]
+        # the parts deep enough: those holding a pixel at least that far in (>= level, so inside a part)
+        deep = np.unique(lab[dist >= max(min_radius, level / neck_ratio)]) if n > 2 else np.zeros(0, np.int32)
+        deep = deep[deep > 0]
         if len(deep) >= 2:
-            parts = _grow(m, deep)
+            parts = _grow(m, [lab == i for i in deep])
             return [q for p in parts for q in split_touching(p, neck_ratio, min_radius)]
         level += 0.5
     return [m]

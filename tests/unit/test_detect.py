@@ -138,6 +138,26 @@ def test_an_item_as_bright_as_the_belt_is_found_by_its_texture(kind, cue, on):
             assert all(_iou(d.bbox, gts[0]["bbox"]) < 0.2 for d in dets) and (kind != "smooth" or dets == []), (k, dets)
 
 
+def test_the_texture_cue_of_a_frame_depends_on_that_frame_only():
+    """The texture cue keeps its full-size work arrays from frame to frame (fresh ones cost page
+    faults at every frame): what it returns for a frame is what a fresh detector returns for it,
+    whatever frame came before, and a later frame does not change what it returned."""
+    belt = SynthBelt(W, H, seed=2, speed=lambda k: 10.0)
+    items = [SynthItem(1, cx=200.0, cy=150.0, w=110.0, h=70.0, angle=25.0, cls=1, kind="keys"),
+             SynthItem(2, cx=420.0, cy=240.0, w=90.0, h=60.0, cls=2, kind="smooth")]
+    rng = np.random.default_rng(0)
+    frames = [_noisy(belt.frame(k, items if k else [])[0], rng) for k in (0, 5, 9)]
+    used = BeltDetector(DetectorSection(), "cam0", W, H)
+    first = used._texture(frames[0])
+    odd, busy = (a.copy() for a in used._texture(frames[1]))
+    fresh_odd, fresh_busy = BeltDetector(DetectorSection(), "cam0", W, H)._texture(frames[1])
+    assert np.array_equal(odd, fresh_odd) and np.array_equal(busy, fresh_busy)
+    assert odd.any() and not np.array_equal(odd, first[0])  # the items show, and differ from the empty belt's
+    again = used._texture(frames[1])
+    used._texture(frames[2])
+    assert np.array_equal(again[0], odd) and np.array_equal(again[1], busy)
+
+
 @pytest.mark.parametrize("dx,dy", [(0.0, 10.0), (10.0, 0.0)])
 def test_a_keyboard_10px_from_a_light_item_is_found_and_not_joined_to_it(dx, dy):
     """The busy cue sees both items' outlines as detail; only patches wider than that band count,

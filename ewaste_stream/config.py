@@ -164,6 +164,17 @@ class TrackerSection(_Section):
     # item on the belt) and face each other along part_join_min_contact x the square root of the smaller one's area,
     # in this many frames, are parts of one item: one track absorbs the other; None = off
     part_join_min_contact: float = Field(0.8, ge=0)
+    new_max_length: float | None = Field(0.37, gt=0, le=2)  # a new region longer than this (x frame height: above the
+    # longest item, motion blur included) is two items or more: cut across where narrowest; no join makes a new or
+    # growing piece longer; None = off
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "TrackerSection":
+        if (self.new_max_length is not None and self.part_join_max_length is not None
+                and self.new_max_length <= self.part_join_max_length):
+            raise ValueError(f"new_max_length ({self.new_max_length}) must be longer than part_join_max_length "
+                             f"({self.part_join_max_length}, the longest item): a region that long is cut in two")
+        return self
 
 
 class BatchingSection(_Section):

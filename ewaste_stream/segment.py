@@ -143,6 +143,65 @@ def split_piece(piece: Piece, neck_ratio: float, min_radius: float, min_rect_gai
     return out
 
 
+def piece_length(piece: Piece) -> float:
+    """The long side (px) of the piece's minimum-area rectangle, at any angle."""
+    _, (w, h), _ = cv2.minAreaRect(cv2.findNonZero(piece.mask))
+    return max(w, h)
+
+
+def cut_too_long(piece: Piece, max_length: float, min_px: float, min_share: float = 0.3) -> list[Piece]:
+    """A new piece longer than any item (``max_length`` px, the long side of its minimum-area
+    rectangle) is two items or more: mostly two lying one behind the other along the belt,
+    whose gap the motion blur closed, so that no neck shows. It is cut straight across its
+    long (principal) axis where it is narrowest (:func:`_narrowest`), at least ``min_share``
+    of its length from either end; both parts must have ``min_px`` px (else it stays whole),
+    and a part still too long is cut again."""
+    if piece_length(piece) <= max_length:
+        return [piece]
+    ys, xs = np.nonzero(piece.mask)
+    pts = np.stack([xs, ys], 1).astype(np.float64)
+    centred = pts - pts.mean(axis=0)
+    _, vecs = np.linalg.eigh(centred.T @ centred)
+    along = centred @ vecs[:, -1]  # position along the principal axis
+    bins = np.floor(along - along.min()).astype(np.intp)
+    width = np.bincount(bins).astype(np.float64)  # px across the piece at each px of its length
+    n = len(width)
+    lo, hi = int(np.ceil(min_share * n)), n - int(np.ceil(min_share * n))
+    if hi <= lo:
+        return [piece]
+    cut = _narrowest(np.convolve(width, np.ones(3) / 3.0, mode="same"), lo, hi)
+    parts = []
+    for side in (bins < cut, bins >= cut):
+        m = np.zeros_like(piece.mask)
+        m[ys[side], xs[side]] = 1
+        part = piece_from_mask(None, m, piece.x0, piece.y0)
+        if part is None or part.area < min_px:
+            return [piece]
+        parts.append(part)
+    return [q for part in parts for q in cut_too_long(part, max_length, min_px, min_share)]
+
+
+def _narrowest(width: np.ndarray, lo: int, hi: int, tol: float = 1.0) -> int:
+    """Where to cut a profile of widths between ``lo`` and ``hi``: at its narrowest. Where the
+    narrowest stretch is a plateau (a narrower item beside a wider one, both with straight
+    sides), at the end of it where the width rises more (the other item starts there); with no
+    rise at either end (two items of one width), in the middle of the plateau."""
+    k = lo + int(np.argmin(width[lo:hi]))
+    floor = width[k] + tol
+    a, b = k, k
+    while a > 0 and width[a - 1] <= floor:
+        a -= 1
+    while b < len(width) - 1 and width[b + 1] <= floor:
+        b += 1
+    rise_a = width[a - 1] - width[k] if a > 0 else 0.0
+    rise_b = width[b + 1] - width[k] if b < len(width) - 1 else 0.0
+    if max(rise_a, rise_b) <= tol:
+        cut = (max(a, lo) + min(b + 1, hi)) // 2
+    else:
+        cut = a if rise_a >= rise_b else b + 1
+    return min(max(cut, lo), hi)
+
+
 def split_by_core(piece: Piece, core: np.ndarray, min_px: float, min_radius: float, min_rect_gain: float) -> list[Piece]:
     """A new piece that is two or more items joined by a dark band -> one piece per item.
 
@@ -388,7 +447,8 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
                    min_radius: float, small: tuple[float, int] = (0.0, 0),
                    box_join: tuple[int, float] | None = None,
                    item_join: tuple[int, float] | None = None,
-                   apart: Callable[[Piece, Piece, int], bool] | None = None) -> tuple[list[Piece], dict[int, Piece]]:
+                   apart: Callable[[Piece, Piece, int], bool] | None = None,
+                   max_length: float | None = None) -> tuple[list[Piece], dict[int, Piece]]:
     """Join new pieces that are fragments of an item next to them (an item with dark parts
     shows as several pieces; new items come in over the upstream edge, not beside others).
 
@@ -409,6 +469,8 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
     least ``min gain`` better than the more box-like of the two alone: the halves of a dark
     item cut by a dark band. Two neighbours lie at different angles or are offset; their union
     fills its rectangle worse than either.
+    ``max_length`` (px): no join makes a piece longer than that (the long side of its
+    minimum-area rectangle; see :func:`cut_too_long`).
     Returns the new pieces left and ``{track key: grown piece}`` for tracked pieces that
     took fragments."""
     grown: dict[int, Piece] = {}
@@ -430,6 +492,8 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
                                                                                      min_radius)), None)
         if target is None and item_join is not None:
             target = next((c for c in cands if c[2].area >= frag.area and _makes_box(frag, c[2], item_join)), None)
+        if target is not None and max_length is not None and piece_length(union(frag, target[2], None)) > max_length:
+            target = None  # together longer than any item: two items
         if target is None:
             out.append(frag)
         elif target[0] == "t":

@@ -12,7 +12,9 @@ so it becomes a track once it is all in view (a small region beside it waits wit
 ``entering_near``/``entering_small``); then it is cut at narrow necks (unless that makes its
 parts less box-like: ``split_min_rect_gain``) and along separate bright or coloured cores
 (when that makes them more box-like: ``core_split_rect_gain``; then again on the
-full-resolution picture, where a motion-blurred 10 px gap still shows: ``fine_split_rect_gain``), small fragments
+full-resolution picture, where a motion-blurred 10 px gap still shows: ``fine_split_rect_gain``), a region
+longer than any item is cut across where narrowest (``new_max_length``: two items one behind the other whose
+gap the blur closed, no neck between them; no join makes a piece that long either), small fragments
 right next to a compact item join it (or a little further off, when they complete its box:
 ``fragment_join_near``), two pieces of any size a few px apart that make one box together join
 (``item_join_near``: a dark item cut in two by a dark band), and regions thinner than any item or that barely
@@ -40,9 +42,10 @@ side that together stay within the length of the longest item and face each othe
 in ``part_join_frames`` frames, are one item too (:func:`segment.parts_of_one_item`,
 ``part_join_max_length``): a dark item followed as two parts from the start.
 
-Known limits (simulated 1280x720, 60 fps, ~35 items/s, 22 20 s videos): ~1.3 % missed (dark
+Known limits (simulated 1280x720, 60 fps, ~35 items/s, 22 20 s videos): ~0.8 % missed (dark
 items on the dark belt, beside other items, of which the detector sees a sliver or nothing;
-neighbours 10 px apart that blur, shadows or a bright part join at 1/4 scale) and ~0.5 %
+small neighbours 10 px apart that blur, shadows or a bright part join at 1/4 scale, together no
+longer than one item) and ~0.6 %
 duplicates (dark items that break up into parts that do not face each other): the mask alone
 cannot tell every part from a neighbour. Two small items side by side
 at the same angle, closer than ``fragment_join_near``, can join; so can two items of any size
@@ -62,9 +65,9 @@ from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
-from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, bridged, inscribed_radius, join_fragments, mean_contrast,
-                      merge_footprint, move_footprint, occupancy, parted, parts_of_one_item, segment, split_by_core,
-                      split_by_fine_core, split_piece, union)
+from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, bridged, cut_too_long, inscribed_radius, join_fragments,
+                      mean_contrast, merge_footprint, move_footprint, occupancy, parted, parts_of_one_item, segment,
+                      split_by_core, split_by_fine_core, split_piece, union)
 
 INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
 FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item
@@ -243,13 +246,16 @@ class Tracker:
         if an.image is not None and self.cfg.fine_split_rect_gain is not None:
             new = [q for p in new for q in split_by_fine_core(p, an.image, cam.scale, min_area / px, radius,
                                                               self.cfg.fine_split_rect_gain)]
+        longest = None if self.cfg.new_max_length is None else self.cfg.new_max_length * cam.height / cam.scale[1]
+        if longest is not None:
+            new = [q for p in new for q in cut_too_long(p, longest, min_area / px)]
         box_join = ((_px(cam, self.cfg.fragment_join_near), self.cfg.fragment_join_max_rect_loss)
                     if self.cfg.fragment_join_near > 0 else None)
         item_join = ((_px(cam, self.cfg.item_join_near), self.cfg.item_join_min_gain)
                      if self.cfg.item_join_near > 0 else None)
         apart = self._apart(an, cam, min_area / px)
         new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small,
-                                    box_join, item_join, apart)
+                                    box_join, item_join, apart, longest)
         tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new)  # type: ignore[arg-type]
         if self.cfg.part_join_max_length is not None:
             tracked, parts = self._join_parts(tracked, cam, apart)

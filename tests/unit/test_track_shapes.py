@@ -151,9 +151,10 @@ def test_split_by_core_leaves_one_item_with_bright_parts_whole(labels, parts):
 
 
 def _run_with_core(core_on: bool, gain: float | None = 0.02):
-    """The two items of _two_items_joined_by_a_dark_band come in over the left edge together."""
+    """The two items of _two_items_joined_by_a_dark_band come in over the left edge together
+    (the cut of regions longer than any item, new_max_length, is off: this is the core's test)."""
     mask0, core0 = _two_items_joined_by_a_dark_band()
-    tr = _tracker(core_split_rect_gain=gain)
+    tr = _tracker(core_split_rect_gain=gain, new_max_length=None)
     seen, crossed = set(), 0
     for k in range(48):
         dx = -130 + 8 * k
@@ -347,7 +348,8 @@ def _run_halves(item_join_near: float) -> int:
     left, right = _halves(2)
     item = (left | right)[38:73, 8:93]  # the 80 x 30 box with its band, and a margin
     det = DetectorSection(min_area=600, min_area_frac=0.0)
-    cfg = TrackerSection(item_join_near=item_join_near, fragment_join_near=0.0)
+    # the item is 80 px long, 0.44 of the 180 px frame: longer than the default new_max_length
+    cfg = TrackerSection(item_join_near=item_join_near, fragment_join_near=0.0, new_max_length=0.5)
     tr = Tracker(cfg, {"cam0": BeltMap.identity()}, line_u=LINE, detector=det)
     crossed = 0
     for k in range(45):
@@ -627,3 +629,85 @@ def test_the_tracker_asks_parted_only_with_the_picture_and_the_setting_on():
     blind = FrameAnalysis(camera="cam0", frame_seq=0, t=0.0, mask=an.mask, scale=(4.0, 4.0), shift=None,
                           shift_confidence=0.0)
     assert tr._apart(blind, tr._camera(blind), 92) is None
+
+
+def _row_of_items(*boxes) -> np.ndarray:
+    """Boxes (x0, y0, x1, y1) painted into one mask, each joined to the next along the belt as
+    the motion blur joins two items lying one behind the other (no gap, no neck)."""
+    m = np.zeros((H, W), np.uint8)
+    for x0, y0, x1, y1 in boxes:
+        m[y0:y1, x0:x1] = 1
+    return m
+
+
+@pytest.mark.parametrize("boxes, max_length, widths", [
+    # two items in a row, together 100 px: cut where they meet (the narrower one's end)
+    (((20, 60, 70, 110), (70, 70, 120, 100)), 80, [50, 50]),
+    # two of the same height (no waist at all): cut within the middle of the length
+    (((20, 60, 70, 100), (70, 60, 130, 100)), 80, None),
+    # three in a row, 150 px: three parts
+    (((20, 60, 70, 110), (70, 70, 120, 100), (120, 55, 170, 105)), 80, [50, 50, 50]),
+    # one long item within the length: whole
+    (((20, 60, 95, 100),), 80, [75]),
+    # a thin streak beyond the length: its parts would be under the min px, it stays whole
+    (((20, 60, 140, 66),), 80, [120]),
+])
+def test_cut_too_long(boxes, max_length, widths):
+    from ewaste_stream.segment import cut_too_long, piece_length
+
+    m = _row_of_items(*boxes)
+    parts = cut_too_long(piece_from_mask(None, m, 0, 0), max_length, min_px=600)
+    assert sum(p.area for p in parts) == int(m.sum())  # every px in one part
+    assert all(piece_length(p) <= max_length for p in parts) or len(parts) == 1
+    if widths is None:
+        assert len(parts) == 2 and all(0.3 * 110 - 2 <= p.mask.shape[1] <= 0.7 * 110 + 2 for p in parts)
+    else:
+        assert len(parts) == len(widths)
+        # the profile is smoothed over 3 px: a cut may land a few px off the corner
+        assert all(abs(a - b) <= 4 for a, b in zip(sorted(p.mask.shape[1] for p in parts), sorted(widths)))
+
+
+def test_no_join_makes_a_piece_longer_than_the_longest_item():
+    """Two new pieces touching end to end, no neck between them, join (one item cut by a dark
+    band) unless together they are longer than max_length."""
+    a = piece_from_mask(None, _row_of_items((20, 60, 70, 100)), 0, 0)
+    b = piece_from_mask(None, _row_of_items((72, 60, 122, 100)), 0, 0)
+    joined, _ = join_fragments([a, b], [], gap=3, neck_ratio=0.6, min_radius=2.5)
+    assert len(joined) == 1
+    apart, _ = join_fragments([a, b], [], gap=3, neck_ratio=0.6, min_radius=2.5, max_length=90)
+    assert len(apart) == 2
+    again, _ = join_fragments([a, b], [], gap=3, neck_ratio=0.6, min_radius=2.5, max_length=110)
+    assert len(again) == 1
+
+
+def _run_row(**cfg) -> int:
+    """Two items lying one behind the other, their gap closed (one region from the start), ride
+    the belt at 8 px a frame past the line. Returns the tracks that crossed it."""
+    from ewaste_stream.config import DetectorSection
+    from ewaste_stream.geometry import BeltMap
+    from ewaste_stream.track import Tracker
+    from test_track import LINE
+
+    row = _row_of_items((0, 60, 50, 110), (50, 70, 95, 100))[:, :95]
+    det = DetectorSection(min_area=600, min_area_frac=0.0)
+    tr = Tracker(TrackerSection(**cfg), {"cam0": BeltMap.identity()}, line_u=LINE, detector=det)
+    crossed = 0
+    for k in range(45):
+        x = -100 + 8 * k
+        mask = np.zeros((H, W), np.uint8)
+        a, b = max(0, x), min(W, x + row.shape[1])
+        if b > a:
+            mask[:, a:b] = row[:, a - x:b - x]
+        an = FrameAnalysis("cam0", k, k / FPS, mask, (1.0, 1.0), (8.0, 0.0) if k else None, 0.9 if k else 0.0)
+        crossed += len(tr.step(an).crossed)
+    return crossed
+
+
+@pytest.mark.parametrize("cfg, crossed", [
+    ({"new_max_length": None}, 1),  # off: one item
+    ({}, 2),  # the default, 0.37: 67 px at 180 px high; the 95 px region is two items
+    ({"new_max_length": 0.45}, 2),  # 81 px
+    ({"new_max_length": 0.6}, 1),  # 108 px: as long as one item may be
+])
+def test_tracker_cuts_a_new_region_longer_than_any_item(cfg, crossed):
+    assert _run_row(**cfg) == crossed

@@ -152,7 +152,7 @@ def piece_length(piece: Piece) -> float:
 def cut_too_long(piece: Piece, max_length: float, min_px: float, min_share: float = 0.3) -> list[Piece]:
     """A new piece longer than any item (``max_length`` px, the long side of its minimum-area
     rectangle) is two items or more: mostly two lying one behind the other along the belt,
-    whose gap the motion blur closed, so that no neck shows. It is cut straight across its
+    whose gap blur and shadows closed, so that no neck shows. It is cut straight across its
     long (principal) axis where it is narrowest (:func:`_narrowest`), at least ``min_share``
     of its length from either end; both parts must have ``min_px`` px (else it stays whole),
     and a part still too long is cut again."""

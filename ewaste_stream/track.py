@@ -14,7 +14,7 @@ parts less box-like: ``split_min_rect_gain``) and along separate bright or colou
 (when that makes them more box-like: ``core_split_rect_gain``; then again on the
 full-resolution picture, where a motion-blurred 10 px gap still shows: ``fine_split_rect_gain``), a region
 longer than any item is cut across where narrowest (``new_max_length``: two items one behind the other whose
-gap the blur closed, no neck between them; no join makes a piece that long either), small fragments
+gap blur and shadows closed, no neck between them; no join makes a piece that long either), small fragments
 right next to a compact item join it (or a little further off, when they complete its box:
 ``fragment_join_near``), two pieces of any size a few px apart that make one box together join
 (``item_join_near``: a dark item cut in two by a dark band), and regions thinner than any item or that barely

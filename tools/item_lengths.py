@@ -7,7 +7,7 @@ Runs the detector and the tracker (no classifier) over a recorded belt video wit
 off (``tracker.new_max_length: null``). For every track that reached the decision line it reports
 the length of the region the track was born from: the long side of its minimum-area rectangle, as
 a share of the frame height (the unit of ``new_max_length``). Single items make the bulk. Two items
-lying one behind the other, whose gap the motion blur closed, make the long tail. Set
+lying one behind the other, whose gap blur and shadows closed, make the long tail. Set
 ``new_max_length`` above the end of the bulk; it must also exceed ``part_join_max_length``.
 
 With ``--gt`` (a simulated video's ground truth) the tracks are split in two. Some are matched to

@@ -280,7 +280,7 @@ class BeltDetector:
         smooth_ratio, busy_ratio = self.cfg.smooth_ratio, self.cfg.busy_ratio
         if smooth_ratio is None and busy_ratio is None:
             return None, None
-        if self._grey is None or self._grey.shape != image.shape[:2]:  # kept: fresh full-size arrays each frame cost page faults
+        if self._grey is None or self._grey.shape != image.shape[:2]:  # kept: fresh ones each frame cost page faults
             self._grey = np.empty(image.shape[:2], np.uint8)
             self._across = np.zeros(image.shape[:2], np.uint8)  # its first and last rows stay 0
         grey, across = self._grey, self._across

@@ -65,9 +65,9 @@ from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
-from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, bridged, cut_too_long, inscribed_radius, join_fragments,
-                      mean_contrast, merge_footprint, move_footprint, occupancy, parted, parts_of_one_item, segment,
-                      split_by_core, split_by_fine_core, split_piece, union)
+from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, bridged, cut_too_long, inscribed_radius,
+                      join_fragments, mean_contrast, merge_footprint, move_footprint, occupancy, parted,
+                      parts_of_one_item, segment, split_by_core, split_by_fine_core, split_piece, union)
 
 INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
 FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item

@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("video", type=Path, help="a recorded belt video (the line's first camera)")
     p.add_argument("--config", type=Path, default=None, help="the line's config (default: the shipped defaults)")
     p.add_argument("--frames", type=int, default=None, help="read at most this many frames")
-    p.add_argument("--gt", type=Path, default=None, help="PREFIX.gt.jsonl of a simulated video: split by what each track was")
+    p.add_argument("--gt", type=Path, default=None,
+                   help="PREFIX.gt.jsonl of a simulated video: split the tracks by what each one was")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     rows, facts = birth_lengths(args.video, args.config, args.frames)

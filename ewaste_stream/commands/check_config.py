@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, check_paths, load_config, yaml_key_lines
+    from ..sources.spec import parse_source
 
     try:
         cfg = load_config(args.file)
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         body = "\n".join(f"  {p}" for p in problems)
         print(f"error: {args.file}: {len(problems)} problem(s)\n{body}", file=sys.stderr)
         return 2
-    cams = ", ".join(f"{c.id}={c.source}" for c in cfg.cameras)
+    cams = ", ".join(f"{c.id}={parse_source(str(c.source)).redacted()}" for c in cfg.cameras)  # no stream passwords
     print(f"ok: {args.file}: line {cfg.line}, cameras {cams}, publish {cfg.publish.endpoint}, "
           f"config sha {cfg.sha256()}")
     return 0

@@ -143,6 +143,14 @@ def test_check_config_cli_exit_codes(tmp_path, capsys):
     assert "line 3: cameras[0].queue_size" in capsys.readouterr().err
 
 
+def test_check_config_does_not_print_a_camera_password(tmp_path, capsys):
+    cfg = tmp_path / "line.yaml"
+    cfg.write_text("cameras:\n  - id: top\n    source: rtsp://sorter:s3cr3t@10.0.0.5:554/stream1\n")
+    assert main(["check-config", "--no-paths", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "top=rtsp://sorter:***@10.0.0.5:554/stream1" in out and "s3cr3t" not in out
+
+
 def test_default_yaml_values_are_the_schema_defaults():
     """config/default.yaml documents the defaults; it must not silently override them."""
     import yaml

@@ -33,7 +33,7 @@ import numpy as np
 from loguru import logger
 
 from .batching import Batch, Batcher, InferenceWorker, ViewJob, ViewSelector, square_crop
-from .config import Config
+from .config import Config, DecisionSection, TrackerSection
 from .decide import DecisionFactory
 from .detect import BeltDetector, FrameAnalysis
 from .geometry import BeltMap
@@ -54,6 +54,15 @@ class _Skipped:
 SKIPPED = _Skipped()  # Pipeline.analyse's answer for a frame it leaves out (FrameStride)
 
 
+def decision_line_u(dec: DecisionSection, bmap: BeltMap, width: int, height: int) -> float:
+    """The decision line in belt coordinates (``u`` along the travel), from the line camera's
+    picture (``width`` x ``height`` px) and its mapping; ``decision.line_x`` when given."""
+    if dec.line_x is not None:  # given in belt coordinates; u grows along the travel
+        return float(dec.line_x if dec.direction == "left_to_right" else -dec.line_x)
+    pos = dec.line_position if dec.direction == "left_to_right" else 1.0 - dec.line_position
+    return float(bmap.to_belt(np.array([[pos * width, height / 2.0]]))[0][0])
+
+
 @dataclass
 class FrameStride:
     """Which frames of one camera to run on a slow belt (``tracker.min_step``, here in px).
@@ -68,6 +77,11 @@ class FrameStride:
     last_seq: int | None = None
     last_t: float = 0.0
     stride: int = 1
+
+    @classmethod
+    def for_camera(cls, cfg: TrackerSection, height: int) -> "FrameStride":
+        """The stride of ``tracker.min_step`` (x the frame height) for a camera ``height`` px high."""
+        return cls(None if cfg.min_step is None else cfg.min_step * height, cfg.max_skip_s)
 
     def skip(self, seq: int, t: float) -> bool:
         return (self.last_seq is not None and 0 < seq - self.last_seq < self.stride
@@ -126,9 +140,7 @@ class Pipeline:
         Returns ``SKIPPED`` for a frame left out on a slow belt (:class:`FrameStride`)."""
         stride = self.strides.get(frame.camera)
         if stride is None:
-            step = self.config.tracker.min_step
-            stride = self.strides[frame.camera] = FrameStride(None if step is None else step * frame.height,
-                                                              self.config.tracker.max_skip_s)
+            stride = self.strides[frame.camera] = FrameStride.for_camera(self.config.tracker, frame.height)
         if stride.skip(frame.seq, frame.t):
             self.skipped[frame.camera] = self.skipped.get(frame.camera, 0) + 1
             return SKIPPED
@@ -236,13 +248,8 @@ class Pipeline:
         """The decision line, in belt coordinates, from the line camera's picture."""
         if self.tracker.line_u is not None and frame.camera != self.line_camera:
             return
-        dec = self.config.decision
-        pos = dec.line_position if dec.direction == "left_to_right" else 1.0 - dec.line_position
         bmap = self.tracker.camera_map(frame.camera)
-        u, _ = bmap.to_belt(np.array([[pos * frame.width, frame.height / 2.0]]))[0]
-        if dec.line_x is not None:  # given in belt coordinates; u grows along the travel
-            u = dec.line_x if dec.direction == "left_to_right" else -dec.line_x
-        self.tracker.line_u = float(u)
+        self.tracker.line_u = decision_line_u(self.config.decision, bmap, frame.width, frame.height)
         self.factory.belt_extent = bmap.view_extent(frame.width, frame.height)
 
     def _take_views(self, frame: Frame, step: TrackStep) -> None:

@@ -33,7 +33,7 @@ from ewaste_stream.config import load_config  # noqa: E402
 from ewaste_stream.detect import BeltDetector  # noqa: E402
 from ewaste_stream.geometry import BeltMap  # noqa: E402
 from ewaste_stream.messages import Frame  # noqa: E402
-from ewaste_stream.pipeline import FrameStride  # noqa: E402
+from ewaste_stream.pipeline import FrameStride, decision_line_u  # noqa: E402
 from ewaste_stream.scoring import matched_pairs, read_gt  # noqa: E402
 from ewaste_stream.track import Tracker  # noqa: E402
 
@@ -65,10 +65,8 @@ def birth_lengths(video: Path, config: Path | None = None, frames: int | None = 
         h, w = img.shape[:2]
         if det is None:
             det = BeltDetector(cfg.detector, cam.id, w, h)
-            step = cfg.tracker.min_step
-            stride = FrameStride(None if step is None else step * h, cfg.tracker.max_skip_s)
-            pos = cfg.decision.line_position if direction == "left_to_right" else 1.0 - cfg.decision.line_position
-            tracker.line_u = float(tracker.camera_map(cam.id).to_belt(np.array([[pos * w, h / 2.0]]))[0][0])
+            stride = FrameStride.for_camera(cfg.tracker, h)
+            tracker.line_u = decision_line_u(cfg.decision, tracker.camera_map(cam.id), w, h)
         frame = Frame(camera=cam.id, seq=seq, t=seq / fps, image=img)
         seq += 1
         if stride.skip(frame.seq, frame.t):

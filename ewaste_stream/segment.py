@@ -492,14 +492,17 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
                                                                                      min_radius)), None)
         if target is None and item_join is not None:
             target = next((c for c in cands if c[2].area >= frag.area and _makes_box(frag, c[2], item_join)), None)
-        if target is not None and max_length is not None and piece_length(union(frag, target[2], None)) > max_length:
-            target = None  # together longer than any item: two items
+        if target is not None:
+            kind, idx, other = target
+            joined = union(other, frag, idx if kind == "t" else None)
+            if max_length is not None and piece_length(joined) > max_length:
+                target = None  # together longer than any item: two items
         if target is None:
             out.append(frag)
-        elif target[0] == "t":
-            tracked[target[1]] = grown[target[1]] = union(target[2], frag, target[1])
+        elif kind == "t":
+            tracked[idx] = grown[idx] = joined
         else:
-            left[target[1]] = union(target[2], frag, None)
+            left[idx] = joined
             left.sort(key=lambda p: p.area)
     return out, grown
 

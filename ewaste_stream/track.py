@@ -238,15 +238,15 @@ class Tracker:
         seen: list[tuple[Track, CameraView]] = []
         crossed: list[Track] = []
         tracked = [p for p in pieces if p.key is not None]
-        radius = self.cfg.split_min_radius * cam.height / cam.scale[1]
-        thinnest = self.cfg.min_item_radius * cam.height / cam.scale[1]
+        radius = _length(cam, self.cfg.split_min_radius)
+        thinnest = _length(cam, self.cfg.min_item_radius)
         new = [q for p in pieces if p.key is None and not p.entering for q in self._cut_at_necks(p, an, cam, radius)]
         if an.core is not None and self.cfg.core_split_rect_gain is not None:
             new = [q for p in new for q in split_by_core(p, an.core, min_area / px, radius, self.cfg.core_split_rect_gain)]
         if an.image is not None and self.cfg.fine_split_rect_gain is not None:
             new = [q for p in new for q in split_by_fine_core(p, an.image, cam.scale, min_area / px, radius,
                                                               self.cfg.fine_split_rect_gain)]
-        longest = None if self.cfg.new_max_length is None else self.cfg.new_max_length * cam.height / cam.scale[1]
+        longest = None if self.cfg.new_max_length is None else _length(cam, self.cfg.new_max_length)
         if longest is not None:
             new = [q for p in new for q in cut_too_long(p, longest, min_area / px)]
         box_join = ((_px(cam, self.cfg.fragment_join_near), self.cfg.fragment_join_max_rect_loss)
@@ -256,9 +256,11 @@ class Tracker:
         apart = self._apart(an, cam, min_area / px)
         new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small,
                                     box_join, item_join, apart, longest)
-        tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new)  # type: ignore[arg-type]
+        locked = self._locked()  # absorbing a track never locks or unlocks another
+        tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new,  # type: ignore[arg-type]
+                                                   locked)
         if self.cfg.part_join_max_length is not None:
-            tracked, parts = self._join_parts(tracked, cam, apart)
+            tracked, parts = self._join_parts(tracked, cam, apart, locked)
             merged += parts
         for piece in tracked:
             if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
@@ -324,30 +326,31 @@ class Tracker:
         """Tracks that crossed the line or were decided: never absorbed into another."""
         return {k for k, tr in self.tracks.items() if tr.t_cross is not None or tr.state == TrackState.DECIDED}
 
-    def _absorb_inside(self, pieces: list[Piece]) -> tuple[list[Piece], list[Piece], list[tuple[int, int]]]:
+    def _absorb_inside(self, pieces: list[Piece], locked: set[int]
+                       ) -> tuple[list[Piece], list[Piece], list[tuple[int, int]]]:
         """Join pieces lying inside a bigger piece's outline (one item that broke up, see
         :func:`segment.absorb_inside`); a track whose piece joined another's is absorbed by
-        it. Returns (tracked pieces, new pieces, (absorbed, kept) track ids)."""
-        pieces, merged = absorb_inside(pieces, INSIDE_SHARE, self._locked())
+        it; ``locked`` (:meth:`_locked`) are never absorbed. Returns (tracked pieces, new pieces,
+        (absorbed, kept) track ids)."""
+        pieces, merged = absorb_inside(pieces, INSIDE_SHARE, locked)
         for drop, keep in merged:
             self._absorb(self.tracks[keep], self.tracks[drop])
         return [p for p in pieces if p.key is not None], [p for p in pieces if p.key is None], merged
 
-    def _join_parts(self, tracked: list[Piece], cam: _Camera, apart: Callable[[Piece, Piece, int], bool] | None
-                    ) -> tuple[list[Piece], list[tuple[int, int]]]:
+    def _join_parts(self, tracked: list[Piece], cam: _Camera, apart: Callable[[Piece, Piece, int], bool] | None,
+                    locked: set[int]) -> tuple[list[Piece], list[tuple[int, int]]]:
         """Two tracked pieces that were parts of one item (:func:`segment.parts_of_one_item`) in
         ``part_join_frames`` frames become one track: the older absorbs the younger, unless either
-        crossed the line already, or only one of them was first seen past it (neither ever changes,
-        so such a pair is not looked at closer). A frame where the picture tells them ``apart`` does
-        not count. Returns (tracked pieces, (absorbed, kept) track ids)."""
+        is ``locked`` (crossed the line or decided), or only one of them was first seen past it
+        (neither ever changes, so such a pair is not looked at closer). A frame where the picture
+        tells them ``apart`` does not count. Returns (tracked pieces, (absorbed, kept) track ids)."""
         reach = _px(cam, self.cfg.item_join_near)
-        pairs = parts_of_one_item(tracked, reach, self.cfg.part_join_max_length * cam.height / cam.scale[1],
+        pairs = parts_of_one_item(tracked, reach, _length(cam, self.cfg.part_join_max_length),
                                   self.cfg.part_join_min_contact)
         self._together = {p: n for p, n in self._together.items() if p[0] in self.tracks and p[1] in self.tracks}
         if not pairs:
             return tracked, []
         by_key = {p.key: p for p in tracked}
-        locked = self._locked()
         merged: list[tuple[int, int]] = []
         for a, b in pairs:
             keep, drop = min(a, b), max(a, b)
@@ -600,9 +603,14 @@ def _coasting(tr: Track) -> bool:
     return tr.state == TrackState.DECIDED and tr.t_cross is not None
 
 
+def _length(cam: _Camera, frac: float) -> float:
+    """A length given as a fraction of the frame height, in the detector's px."""
+    return frac * cam.height / cam.scale[1]
+
+
 def _px(cam: _Camera, frac: float) -> int:
-    """A distance given as a fraction of the frame height, in the detector's px."""
-    return int(round(frac * cam.height / cam.scale[1]))
+    """The same, in whole px."""
+    return int(round(_length(cam, frac)))
 
 
 def _centroid_belt(cam: _Camera, an: FrameAnalysis, piece: Piece) -> tuple[float, float]:

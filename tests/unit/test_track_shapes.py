@@ -462,7 +462,7 @@ def test_part_join_never_hands_a_track_to_one_that_will_not_be_decided(past_line
         tr.tracks[key] = Track(key, t_first=0.0, t_last=0.0, u=0.0, v=0.0, box=(0.0, 0.0, 1.0, 1.0), born_past_line=past)
     an = FrameAnalysis("cam0", 0, 0.0, np.zeros((H, W), np.uint8), (1.0, 1.0), None, 0.0)
     cam = tr._camera(an)
-    merged = [tr._join_parts(pieces, cam, None)[1] for _ in range(3)]  # part_join_frames: 3
+    merged = [tr._join_parts(pieces, cam, None, tr._locked())[1] for _ in range(3)]  # part_join_frames: 3
     assert merged == [[], [], [(2, 1)] if joined else []]
     assert (2 in tr.tracks) is not joined
 

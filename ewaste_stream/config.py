@@ -99,6 +99,7 @@ class DetectorSection(_Section):
     noise_k: float = Field(2.5, gt=0)  # ... and at least this many times the belt's per-row spread
     smooth_ratio: float | None = Field(0.6, gt=0, lt=1)  # less detail across the motion than this x the belt's: an item; None = off
     busy_ratio: float | None = Field(2.0, gt=1)  # more detail across the motion than this x the belt's: an item; None = off
+    enclosed_contrast: float | None = Field(1.2, gt=0)  # belt-like pixels enclosed by pixels this x the thresholds off the belt: an item; None = off
     shadow_ratio: float = Field(0.5, ge=0, le=1)  # darker but >= this x the belt's brightness, same colour: shadow
     shadow_width: float = Field(0.033, ge=0, le=0.5)  # widest shadow rim beside an item (x frame height)
     bridge_width: float = Field(0.0, ge=0, le=0.5)  # darker bands up to this wide inside an item are the item

@@ -25,7 +25,9 @@ ROI; fragments lying mostly inside another region's box are merged into it. A da
 smooth surface at the belt's own brightness (a black screen) differs from the belt only by
 lacking its grain and streaks: pixels with less detail across the belt's motion than
 ``smooth_ratio`` x the belt's are item pixels too; so are those with more than ``busy_ratio``
-x the belt's (a black keyboard's keys at the belt's brightness; see ``_texture``). Each frame's
+x the belt's (a black keyboard's keys at the belt's brightness; see ``_texture``). Belt-like pixels
+that such differences enclose (only an outline and a few bright parts show a black appliance) are
+item pixels too (``enclosed_contrast``, see ``_enclosed``). Each frame's
 analysis also carries the *core* of that mask: the pixels that differ by brightness or colour,
 not by darkness alone (see ``_foreground``).
 
@@ -103,6 +105,7 @@ class BeltDetector:
         self._across: np.ndarray | None = None
         # no item is bigger than max_area, nor than a quarter of the picture (working px)
         self._max_item_px = min(cfg.max_area / (self.sx * self.sy), 0.25 * self.sw * self.sh)
+        self._min_hole_px = 0.5 * cfg.min_item_area(width, height) / (self.sx * self.sy)  # see _enclosed
         self._relearn: np.ndarray | None = None  # uint8 (sh, sw): a changed look of the belt being relearnt
         self._belt_px: np.ndarray | None = None  # bool (sh, sw): last frame's belt pixels (light steps)
         self.light_steps = 0  # sudden lighting changes followed (see _follow_light_step) ...
@@ -133,11 +136,15 @@ class BeltDetector:
         lum, chroma, belt_lum = self._residual(small)
         mask, contrast, core = self._foreground(lum, chroma, belt_lum)
         odd, busy_contrast = self._texture(frame.image)
+        outline = contrast  # what can enclose an item's body (see _enclosed)
         if odd is not None:  # but not what has stayed smooth or busy in one place (nor its ragged rim)
             stale = cv2.dilate(cv2.compare(self._texture_age, GHOST_FRAMES, cv2.CMP_GE), _KERNEL7)
             mask |= cv2.bitwise_and(odd, odd, mask=cv2.bitwise_not(stale))
-        if busy_contrast is not None:
-            contrast = cv2.max(contrast, busy_contrast)
+            if busy_contrast is not None:
+                outline = cv2.max(contrast, self._moving_detail(busy_contrast, stale))
+                contrast = cv2.max(contrast, busy_contrast)
+        if self.cfg.enclosed_contrast is not None:
+            mask |= self._enclosed(mask, outline)
         shift, conf = self.motion.update(lum)
         moving = shift is not None and abs(shift[0]) + abs(shift[1]) >= _MOVING
         if odd is not None:  # frames of motion each pixel has been odd: what stays so is not an item
@@ -304,6 +311,43 @@ class BeltDetector:
         if self._roi_mask is not None:
             odd &= self._roi_mask
         return odd, busy_contrast
+
+    def _moving_detail(self, busy_contrast: np.ndarray, stale: np.ndarray) -> np.ndarray:
+        """``busy_contrast`` without the detail that stays in place: ``stale`` (what has been busy
+        there for ``GHOST_FRAMES`` of motion, a grille over the belt) and the belt's own edges,
+        where its model changes by more than ``threshold`` between rows (the edge of a lamp's band
+        of light, there from the first frame)."""
+        assert self.mean is not None
+        lum = cv2.extractChannel(self.mean, 0)
+        edge = np.zeros(lum.shape, np.uint8)
+        cv2.compare(cv2.absdiff(lum[2:], lum[:-2]), float(self.cfg.threshold), cv2.CMP_GT, dst=edge[1:-1])
+        still = cv2.bitwise_or(cv2.dilate(edge, _KERNEL3), stale)
+        return cv2.bitwise_and(busy_contrast, busy_contrast, mask=cv2.bitwise_not(still))
+
+    def _enclosed(self, mask: np.ndarray, contrast: np.ndarray) -> np.ndarray:
+        """The body of a dark item that only its outline shows: belt-like pixels enclosed by pixels
+        that differ from the belt by more than ``enclosed_contrast`` x the thresholds (the mask,
+        the dim rims and shadows that the mask leaves out as shadow, and ``_moving_detail``), at
+        least half an item's
+        ``min_area`` and no bigger than an item, with the outline pixels 2 working px around them.
+        A black keyboard or microwave front whose mask fell in pieces (each piece its own item)
+        is then one region. Returns 0/1 uint8 at the working size."""
+        outline = cv2.compare(contrast, float(self.cfg.enclosed_contrast), cv2.CMP_GT) // 255
+        outline |= mask
+        # the holes of the outline's regions (the inner contours; one pass, on one thread)
+        contours, hierarchy = cv2.findContours(outline, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+        if hierarchy is None:
+            return np.zeros_like(outline)
+        holes = [c for c, (_, _, _, parent) in zip(contours, hierarchy[0])
+                 if parent >= 0 and self._min_hole_px <= cv2.contourArea(c) <= self._max_item_px]
+        if not holes:
+            return np.zeros_like(outline)
+        body = np.zeros_like(outline)
+        cv2.drawContours(body, holes, -1, 1, thickness=cv2.FILLED)
+        body &= 1 - outline
+        if self._roi_mask is not None:
+            body &= self._roi_mask
+        return body | cv2.bitwise_and(cv2.dilate(body, _KERNEL5), outline)
 
     def _learn(self, small: np.ndarray, lum: np.ndarray, chroma: np.ndarray, mask: np.ndarray, moving: bool) -> None:
         assert self.mean is not None

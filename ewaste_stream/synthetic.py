@@ -34,7 +34,7 @@ class SynthItem:
     h: float
     angle: float = 0.0
     cls: int = 0
-    kind: str = "light"  # light | dark | smooth | keys | banded
+    kind: str = "light"  # light | dark | smooth | keys | banded | rimmed
     shadow: tuple[float, float] | None = None  # shadow offset (dx, dy) px, or none
 
 
@@ -107,6 +107,16 @@ class SynthBelt:
             cv2.fillPoly(m, [pts], 1)
             rows = np.where(np.arange(img.shape[0]) % 7 < 4, BELT_LEVEL + KEY_STEP, BELT_LEVEL - KEY_STEP * 4 // 3)
             img[m > 0] = rows[np.nonzero(m)[0], None]  # each item pixel takes its row's level
+            return
+        if it.kind == "rimmed":  # a body that looks like the belt, a dim rim 4 px wide, two small bright labels
+            m = np.zeros(img.shape[:2], np.uint8)
+            cv2.polylines(m, [pts], True, 1, thickness=4)
+            img[m > 0] = (img[m > 0] * 0.6).astype(np.uint8)  # as dim as a shadow, and as narrow as one
+            c, along = poly.mean(axis=0), np.float32([np.cos(np.radians(it.angle)), np.sin(np.radians(it.angle))])
+            for side in (-0.3, 0.3):
+                label = cv2.boxPoints(((float(c[0] + side * it.w * along[0]), float(c[1] + side * it.w * along[1])),
+                                       (28.0, 18.0), it.angle))
+                cv2.fillPoly(img, [np.round(label).astype(np.int32)], COLOURS[it.cls % len(COLOURS)])
             return
         cv2.fillPoly(img, [pts], COLOURS[it.cls % len(COLOURS)])
         if it.kind == "banded":

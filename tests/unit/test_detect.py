@@ -399,3 +399,23 @@ def test_a_lamps_bright_band_across_the_belt_is_belt_from_the_first_frame(band):
         f[150:200] += band
 
     assert _count_detections(items, 150, lamp_band, start=0)[0] == _count_detections(items, 150)[0]
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_an_item_that_only_its_outline_shows_is_found_whole(on):
+    """A dark item whose body looks like the belt, with a dim rim no wider than a shadow and two
+    small bright labels (a black microwave's front with its badges): the mask alone holds only the
+    labels, two items. The belt-like pixels enclosed by the rim and labels make it one item."""
+    belt = SynthBelt(W, H, seed=2, speed=lambda k: 10.0)
+    item = SynthItem(1, cx=-60.0, cy=180.0, w=130.0, h=80.0, angle=20.0, cls=1, kind="rimmed")
+    det = BeltDetector(DetectorSection(**({} if on else {"enclosed_contrast": None})), "cam0", W, H)
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        img, gts = belt.frame(k, [item])
+        dets = detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, _noisy(img, rng))), det.cfg)
+        if k < 25:
+            continue  # coming into view
+        if on:
+            assert len(dets) == 1 and _iou(dets[0].bbox, gts[0]["bbox"]) > 0.75, (k, dets)
+        else:
+            assert len(dets) == 2 and all(_iou(d.bbox, gts[0]["bbox"]) < 0.2 for d in dets), (k, dets)

@@ -338,8 +338,8 @@ class BeltDetector:
         contours, hierarchy = cv2.findContours(outline, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
         if hierarchy is None:
             return np.zeros_like(outline)
-        holes = [c for c, (_, _, _, parent) in zip(contours, hierarchy[0])
-                 if parent >= 0 and self._min_hole_px <= cv2.contourArea(c) <= self._max_item_px]
+        holes = [contours[i] for i in np.flatnonzero(hierarchy[0, :, 3] >= 0)  # inner contours only
+                 if self._min_hole_px <= cv2.contourArea(contours[i]) <= self._max_item_px]
         if not holes:
             return np.zeros_like(outline)
         body = np.zeros_like(outline)

@@ -123,19 +123,25 @@ def test_an_item_as_bright_as_the_belt_is_found_by_its_texture(kind, cue, on):
     flat one (a black screen) shows only by the belt's grain it lacks, rows of keys and gaps (a black
     keyboard) only by their busy detail. Found whole with its cue; without it, not at all (flat), or
     at most a sliver of one row of keys."""
-    belt = SynthBelt(W, H, seed=2, speed=lambda k: 10.0)
     item = SynthItem(1, cx=-60.0, cy=180.0, w=110.0, h=70.0, angle=25.0, cls=1, kind=kind)
-    det = BeltDetector(DetectorSection(**({} if on else {cue: None})), "cam0", W, H)
+    for k, dets, gt in _in_view_through_noise(item, DetectorSection(**({} if on else {cue: None}))):
+        if on:
+            assert len(dets) == 1 and _iou(dets[0].bbox, gt["bbox"]) > 0.75, (k, dets)
+        else:
+            assert all(_iou(d.bbox, gt["bbox"]) < 0.2 for d in dets) and (kind != "smooth" or dets == []), (k, dets)
+
+
+def _in_view_through_noise(item: SynthItem, cfg: DetectorSection):
+    """(frame, detections, ground truth) of ``item`` alone on a belt at 10 px/frame under sensor
+    noise, for the frames in which it is fully in view (25-39)."""
+    belt = SynthBelt(W, H, seed=2, speed=lambda k: 10.0)
+    det = BeltDetector(cfg, "cam0", W, H)
     rng = np.random.default_rng(0)
     for k in range(40):
         img, gts = belt.frame(k, [item])
         dets = detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, _noisy(img, rng))), det.cfg)
-        if k < 25:
-            continue  # coming into view
-        if on:
-            assert len(dets) == 1 and _iou(dets[0].bbox, gts[0]["bbox"]) > 0.75, (k, dets)
-        else:
-            assert all(_iou(d.bbox, gts[0]["bbox"]) < 0.2 for d in dets) and (kind != "smooth" or dets == []), (k, dets)
+        if k >= 25:
+            yield k, dets, gts[0]
 
 
 def test_the_texture_cue_of_a_frame_depends_on_that_frame_only():
@@ -406,16 +412,9 @@ def test_an_item_that_only_its_outline_shows_is_found_whole(on):
     """A dark item whose body looks like the belt, with a dim rim no wider than a shadow and two
     small bright labels (a black microwave's front with its badges): the mask alone holds only the
     labels, two items. The belt-like pixels enclosed by the rim and labels make it one item."""
-    belt = SynthBelt(W, H, seed=2, speed=lambda k: 10.0)
     item = SynthItem(1, cx=-60.0, cy=180.0, w=130.0, h=80.0, angle=20.0, cls=1, kind="rimmed")
-    det = BeltDetector(DetectorSection(**({} if on else {"enclosed_contrast": None})), "cam0", W, H)
-    rng = np.random.default_rng(0)
-    for k in range(40):
-        img, gts = belt.frame(k, [item])
-        dets = detections_from_mask(det.analyse(Frame("cam0", k, k / 60.0, _noisy(img, rng))), det.cfg)
-        if k < 25:
-            continue  # coming into view
+    for k, dets, gt in _in_view_through_noise(item, DetectorSection(**({} if on else {"enclosed_contrast": None}))):
         if on:
-            assert len(dets) == 1 and _iou(dets[0].bbox, gts[0]["bbox"]) > 0.75, (k, dets)
+            assert len(dets) == 1 and _iou(dets[0].bbox, gt["bbox"]) > 0.75, (k, dets)
         else:
-            assert len(dets) == 2 and all(_iou(d.bbox, gts[0]["bbox"]) < 0.2 for d in dets), (k, dets)
+            assert len(dets) == 2 and all(_iou(d.bbox, gt["bbox"]) < 0.2 for d in dets), (k, dets)

@@ -327,11 +327,11 @@ class BeltDetector:
     def _enclosed(self, mask: np.ndarray, contrast: np.ndarray) -> np.ndarray:
         """The body of a dark item that only its outline shows: belt-like pixels enclosed by pixels
         that differ from the belt by more than ``enclosed_contrast`` x the thresholds (the mask,
-        the dim rims and shadows that the mask leaves out as shadow, and ``_moving_detail``), at
-        least half an item's
-        ``min_area`` and no bigger than an item, with the outline pixels 2 working px around them.
-        A black keyboard or microwave front whose mask fell in pieces (each piece its own item)
-        is then one region. Returns 0/1 uint8 at the working size."""
+        the dim rims and shadows that the mask leaves out as shadow, and ``_moving_detail``), in
+        holes at least half an item's ``min_area`` and no bigger than an item (the area inside the
+        hole's contour), with the outline pixels 2 working px around them. A black keyboard or
+        microwave front whose mask fell in pieces (each piece its own item) is then one region.
+        Returns 0/1 uint8 at the working size."""
         outline = cv2.compare(contrast, float(self.cfg.enclosed_contrast), cv2.CMP_GT) // 255
         outline |= mask
         # the holes of the outline's regions (the inner contours; one pass, on one thread)

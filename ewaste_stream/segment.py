@@ -143,10 +143,16 @@ def split_piece(piece: Piece, neck_ratio: float, min_radius: float, min_rect_gai
     return out
 
 
-def piece_length(piece: Piece) -> float:
-    """The long side (px) of the piece's minimum-area rectangle, at any angle."""
-    _, (w, h), _ = cv2.minAreaRect(cv2.findNonZero(piece.mask))
+def mask_length(mask: np.ndarray) -> float:
+    """The long side (px) of the minimum-area rectangle of the set pixels of ``mask`` (not empty),
+    at any angle."""
+    _, (w, h), _ = cv2.minAreaRect(cv2.findNonZero(mask))
     return max(w, h)
+
+
+def piece_length(piece: Piece) -> float:
+    """The long side (px) of the piece's minimum-area rectangle: :func:`mask_length`."""
+    return mask_length(piece.mask)
 
 
 def cut_too_long(piece: Piece, max_length: float, min_px: float, min_share: float = 0.3) -> list[Piece]:

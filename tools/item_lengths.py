@@ -35,6 +35,7 @@ from ewaste_stream.geometry import BeltMap  # noqa: E402
 from ewaste_stream.messages import Frame  # noqa: E402
 from ewaste_stream.pipeline import FrameStride, decision_line_u  # noqa: E402
 from ewaste_stream.scoring import matched_pairs, read_gt  # noqa: E402
+from ewaste_stream.segment import mask_length  # noqa: E402
 from ewaste_stream.track import Tracker  # noqa: E402
 
 CANDIDATES = (0.30, 0.33, 0.35, 0.37, 0.40, 0.45, 0.50)
@@ -78,8 +79,7 @@ def birth_lengths(video: Path, config: Path | None = None, frames: int | None = 
         for tr, view in st.seen:
             views[tr.id] = view
             if tr.id not in born and view.footprint.any():
-                _, (a, b), _ = cv2.minAreaRect(cv2.findNonZero(view.footprint))
-                born[tr.id] = max(a, b) * an.scale[1] / h
+                born[tr.id] = mask_length(view.footprint) * an.scale[1] / h  # what the cut measures
         for tr in st.crossed:
             view = views.get(tr.id)
             if view is not None and tr.id in born:

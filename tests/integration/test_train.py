@@ -178,6 +178,39 @@ def test_average_checkpoints_writes_a_recalibrated_soup(trained, dataset, tmp_pa
     assert "bad.pt" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
+def test_refit_head_on_train_video_crops_writes_a_recalibrated_folder(trained, dataset, tmp_path, capsys):
+    train_video, val_video = tmp_path / "t" / "belt", tmp_path / "v" / "belt"
+    for prefix, images in ((train_video, "train"), (val_video, "val")):
+        assert load_tool("make_belt_video").main(["--images", str(dataset / images), "--out", str(prefix), "--seconds",
+                                              "2", "--fps", "30", "--size", "320x180", "--rate", "4",
+                                              "--seed", "3"]) == 0
+    out = tmp_path / "refit"
+    common = ["--like", str(trained / "model"), "--data", str(dataset / "val"), "--train-dir", str(dataset / "train"),
+              "--belt-per-photo", "1"]
+    assert load_tool("refit_head").main([*common, "--videos", str(train_video), "--photos", str(dataset / "train"),
+                                         "--out", str(out), "--frames", "2", "--step", "5"]) == 0
+    info = json.loads((out / "model.json").read_text())
+    fit = info["metrics"]["temperature_fit"]
+    refit = fit["head_refit"]
+    assert refit["views"][str(dataset / "train")] == 16 and refit["views"][str(train_video)] > 0
+    assert refit["base"]["version"] == json.loads((trained / "model" / "model.json").read_text())["version"]
+    assert info["version"].endswith("-headrefit") and info["temperature"] == fit["temperature"]
+    assert (out / "model.onnx").is_file() and info["metrics"]["val"]["photo"]["single"]["all"]["n"] == 7
+    # the backbone is kept, the head moved
+    from ewaste_stream.model import load_torch_model
+
+    old, _ = load_torch_model(trained / "model")
+    new, _ = load_torch_model(out)
+    olds, news = old.state_dict(), new.state_dict()
+    head = {k for k in olds if k.startswith("classifier.")}
+    assert head and all(np.allclose(olds[k].float(), news[k].float()) for k in olds if k not in head)
+    assert any(not np.allclose(olds[k].float(), news[k].float()) for k in head)
+    # crops of the val photos are what the result is checked on: refused, named, exit 2
+    capsys.readouterr()
+    assert load_tool("refit_head").main([*common, "--videos", str(val_video), "--out", str(tmp_path / "x")]) == 2
+    assert "val photos" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("argv, code", [
     (["--data", "/nonexistent"], 2),                      # missing dataset folder
     (["--epochs", "0"], 2),                               # out of bounds
@@ -191,6 +224,7 @@ def test_bad_training_input_exits_2(tmp_path, argv, code):
     ("orientation_study", ["--model", "/nonexistent/model", "--data", "DATA"]),
     ("average_checkpoints", ["/nonexistent/best.pt", "--like", "MODEL", "--out", "OUT", "--data", "DATA"]),
     ("orientation_study", ["--model", "MODEL", "--data", "/nonexistent/val"]),
+    ("refit_head", ["--like", "/nonexistent/model", "--videos", "V", "--out", "OUT", "--data", "DATA"]),
 ])
 def test_tools_name_a_missing_folder_and_exit_2(trained, dataset, tmp_path, capsys, tool_name, argv):
     subst = {"OUT": str(tmp_path / "o"), "DATA": str(dataset / "val"), "MODEL": str(trained / "model")}

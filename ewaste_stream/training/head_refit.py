@@ -1,0 +1,141 @@
+"""Refit a model's classifier head on what the line's camera sees: crops cut from simulated belt
+videos made of **train** photos (via their ground truth), plus the train photos themselves.
+
+The backbone is kept. The head (weights and bias of the last linear layer) is refitted by
+cross-entropy on the penultimate features, with an L2 pull of the weights toward the head it
+starts from (``l2``), so a few thousand crops correct the head's bias on the belt's look
+(neighbours at a crop's edge, motion blur, the codec, the belt's light) without forgetting the
+photos. The bias is not pulled: it is what moves most (the belt makes some classes look like
+others). See models/README.md, "Head refitted on video crops".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .data import DatasetError
+from .video_crops import crop_padded, read_gt, square_box
+
+
+@dataclass(frozen=True, slots=True)
+class ItemView:
+    """One crop to cut: ``box`` (full-frame px) in frame ``frame`` of a video, label index ``label``."""
+
+    frame: int
+    box: tuple[int, int, int, int]
+    label: int
+    item: int
+
+
+def item_views(rows: Iterable[dict], class_names: Sequence[str], speed: float, width: int,
+               frames: int = 2, step: int = 10) -> list[ItemView]:
+    """Views of each ground-truth item: at the frame it reaches the decision line and ``frames - 1``
+    earlier frames, ``step`` frames apart (its box moved back by the belt's ``speed`` px/frame), as
+    the pipeline's views are spread along an item's path. Views whose box leaves the picture
+    (``width`` px) and items of other classes are left out."""
+    if frames < 1 or step < 1:
+        raise ValueError(f"frames and step must be >= 1, got {frames} and {step}")
+    out = []
+    for r in rows:
+        if r.get("label") not in class_names or r.get("frame_at_line") is None or not r.get("bbox_at_line"):
+            continue
+        x0, y0, x1, y1 = r["bbox_at_line"]
+        for k in range(frames):
+            f = int(r["frame_at_line"]) - k * step
+            dx = int(round(-speed * k * step))
+            if f < 0 or x0 + dx < 0 or x1 + dx > width:
+                continue
+            out.append(ItemView(f, (x0 + dx, y0, x1 + dx, y1), class_names.index(r["label"]), int(r["item"])))
+    return out
+
+
+def video_prefix(path: str | Path) -> str:
+    """``PREFIX`` of a simulated video given as the prefix itself or as one of its files
+    (``PREFIX.cam0.mp4``, ``PREFIX.gt.jsonl``, ``PREFIX.meta.json``), so a shell glob can name them."""
+    p = str(path)
+    for suffix in (".cam0.mp4", ".gt.jsonl", ".meta.json"):
+        if p.endswith(suffix):
+            return p[: -len(suffix)]
+    return p
+
+
+def video_views(prefix: str | Path, class_names: Sequence[str], frames: int, step: int,
+                forbidden_images: Path | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """RGB crops and labels of :func:`item_views` for the video ``PREFIX.cam0.mp4``. A video made of
+    ``forbidden_images`` (the val folder) is refused: its items are what the refit is checked on."""
+    import cv2
+
+    prefix = video_prefix(prefix)
+    rows, meta = read_gt(prefix)
+    images = Path(meta.get("images", ""))
+    if forbidden_images is not None and images.resolve() == Path(forbidden_images).resolve():
+        raise DatasetError(f"--videos {prefix}: made of {images}, the val photos; make training videos of the "
+                           "train photos (tools/make_belt_video.py --images .../train)")
+    views = item_views(rows, class_names, float(meta["belt_speed_px_per_frame"]), int(meta["width"]), frames, step)
+    by_frame: dict[int, list[ItemView]] = {}
+    for v in views:
+        by_frame.setdefault(v.frame, []).append(v)
+    crops, labels = [], []
+    cap = cv2.VideoCapture(f"{prefix}.cam0.mp4")
+    try:
+        idx, last = 0, max(by_frame, default=-1)
+        while idx <= last:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            for v in by_frame.get(idx, []):
+                crops.append(cv2.cvtColor(crop_padded(frame, square_box(v.box)), cv2.COLOR_BGR2RGB))
+                labels.append(v.label)
+            idx += 1
+    finally:
+        cap.release()
+    if not crops:
+        raise DatasetError(f"--videos {prefix}: no item view could be cut (is {prefix}.cam0.mp4 a readable video?)")
+    return crops, np.array(labels, dtype=np.int64)
+
+
+def penultimate(model, info, crops: Sequence[np.ndarray], batch: int = 64) -> np.ndarray:
+    """The features the head sees (timm ``forward_head(..., pre_logits=True)``), float32 [N, F]."""
+    import torch
+
+    from ..model.preprocessing import preprocess
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(crops), batch):
+            x = torch.from_numpy(preprocess(crops[i:i + batch], info))
+            out.append(model.forward_head(model.forward_features(x), pre_logits=True).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.num_features), np.float32)
+
+
+def refit_head(w0: np.ndarray, b0: np.ndarray, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
+               l2: float = 0.1, max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Weights and bias minimising the (weighted) mean cross-entropy of ``x @ w.T + b`` on ``y``
+    plus ``l2 * ||w - w0||^2``, started from (``w0``, ``b0``). L-BFGS, deterministic."""
+    import torch
+
+    if l2 < 0:
+        raise ValueError(f"l2 must be >= 0, got {l2}")
+    if len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"refit_head: {len(x)} features for {len(y)} labels")
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    sw = torch.ones(len(yt)) if sample_weight is None else torch.from_numpy(np.asarray(sample_weight, np.float32))
+    w_ref = torch.from_numpy(np.asarray(w0, np.float32))
+    w = w_ref.clone().requires_grad_(True)
+    b = torch.from_numpy(np.asarray(b0, np.float32)).clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        ce = torch.nn.functional.cross_entropy(xt @ w.T + b, yt, reduction="none")
+        loss = (ce * sw).sum() / sw.sum() + l2 * ((w - w_ref) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy(), b.detach().numpy()

@@ -1,0 +1,74 @@
+"""Refitting a classifier head on video crops: which views are cut, that the fit corrects a head's
+bias without drifting its weights, and that videos of the val photos are refused."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ewaste_stream.training.data import DatasetError
+from ewaste_stream.training.head_refit import item_views, refit_head, video_prefix, video_views
+
+CLASSES = ("Battery", "Keyboard")
+
+
+def _row(item, label, frame, box):
+    return {"item": item, "label": label, "frame_at_line": frame, "bbox_at_line": box}
+
+
+def test_item_views_follow_the_item_back_along_the_belt():
+    rows = [_row(1, "Keyboard", 40, [900, 10, 1000, 90]),
+            _row(2, "Battery", 5, [900, 100, 960, 160]),   # frame 5 - 10 < 0: one view only
+            _row(3, "Battery", 40, [20, 100, 120, 200]),   # the earlier view would start left of the picture
+            _row(4, "Mouse", 40, [500, 10, 560, 90])]      # not a class of the model
+    views = item_views(rows, CLASSES, speed=36.0, width=1280, frames=2, step=10)
+    assert [(v.item, v.frame, v.box, v.label) for v in views] == [
+        (1, 40, (900, 10, 1000, 90), 1), (1, 30, (540, 10, 640, 90), 1),
+        (2, 5, (900, 100, 960, 160), 0), (3, 40, (20, 100, 120, 200), 0)]
+    with pytest.raises(ValueError):
+        item_views(rows, CLASSES, 36.0, 1280, frames=0)
+
+
+def _data(n, rng, shift):
+    """Two Gaussian classes in 4-d; ``shift`` moves every feature (a change of look)."""
+    y = rng.integers(0, 2, n)
+    x = rng.normal(0, 1, (n, 4)).astype(np.float32)
+    x[:, 0] += np.where(y == 1, 2.0, -2.0) + shift
+    return x, y
+
+
+def test_refit_corrects_the_bias_and_stays_near_the_old_weights():
+    rng = np.random.default_rng(0)
+    w0 = np.array([[-1.0, 0, 0, 0], [1.0, 0, 0, 0]], np.float32)
+    b0 = np.zeros(2, np.float32)
+    x, y = _data(2000, rng, shift=2.5)  # the old head calls most of class 0 class 1 now
+    old = ((x @ w0.T + b0).argmax(1) == y).mean()
+    w, b = refit_head(w0, b0, x, y, l2=100.0)
+    new = ((x @ w.T + b).argmax(1) == y).mean()
+    assert old < 0.75 and new > 0.95
+    assert np.abs(w - w0).max() < 0.02  # a strong pull: the bias did the work
+    w2, b2 = refit_head(w0, b0, x, y, l2=100.0)
+    assert np.array_equal(w, w2) and np.array_equal(b, b2)  # deterministic
+    # weighted samples: only class-1 samples count -> everything leans to class 1
+    wl, bl = refit_head(w0, b0, x, y, sample_weight=(y == 1).astype(np.float32), l2=0.0)
+    assert ((x @ wl.T + bl).argmax(1) == 1).mean() > 0.9
+    with pytest.raises(ValueError):
+        refit_head(w0, b0, x[:10], y[:5])
+    with pytest.raises(ValueError):
+        refit_head(w0, b0, x, y, l2=-1.0)
+
+
+def test_videos_of_the_val_photos_are_refused(tmp_path):
+    val = tmp_path / "val"
+    val.mkdir()
+    prefix = tmp_path / "v" / "belt"
+    prefix.parent.mkdir()
+    (tmp_path / "v" / "belt.cam0.mp4").write_bytes(b"")
+    (tmp_path / "v" / "belt.gt.jsonl").write_text(json.dumps(_row(1, "Battery", 3, [0, 0, 10, 10])) + "\n")
+    (tmp_path / "v" / "belt.meta.json").write_text(json.dumps({"images": str(val), "belt_speed_px_per_frame": 4,
+                                                               "width": 64}))
+    with pytest.raises(DatasetError, match="val photos"):
+        video_views(prefix, CLASSES, 1, 1, forbidden_images=val)
+    with pytest.raises(DatasetError, match="no item view"):  # an unreadable video is named too
+        video_views(f"{prefix}.cam0.mp4", CLASSES, 1, 1, forbidden_images=tmp_path / "other")
+    assert video_prefix("a/belt.gt.jsonl") == video_prefix("a/belt.meta.json") == video_prefix("a/belt") == "a/belt"

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ewaste_stream.model import load_torch_model
-    from ewaste_stream.training.data import scan_split
+    from ewaste_stream.training.data import DatasetError, scan_split
     from ewaste_stream.training.finalize import save_recalibrated
     from ewaste_stream.training.head_refit import penultimate, refit_head, video_prefix, video_views
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         for p in (smp.path for smp in split.samples):
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
             if img is None:
-                raise ValueError(f"--photos: {p} is not a readable image")
+                raise DatasetError(f"--photos: {p} is not a readable image; remove or replace it")
             crops.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
         feats.append(penultimate(model, info, crops))
         labels.append(np.array([smp.label for smp in split.samples], np.int64))

@@ -7,9 +7,16 @@ the temperature is refitted on the leak-free val photos + belt crops and the fol
 
     for s in 901 902 903 904 905 906 907 908; do python tools/make_belt_video.py --images ../shared/datasets/ewaste/train \\
         --out runs/tr/t$s/belt --seconds 20 --fps 60 --size 1280x720 --rate 35 --seed $s; done
-    python tools/refit_head.py --like models/default --videos runs/tr/t9*/belt.cam0.mp4 --photos ../shared/datasets/ewaste/train \\
-        --out runs/refit --data ../shared/datasets/ewaste/val --train-dir ../shared/datasets/ewaste/train
-    ewaste-stream export runs/refit --format onnx-int8 --calib ../shared/datasets/ewaste/train
+    for s in 921 922 923 924; do python tools/make_belt_video.py --images ../shared/datasets/ewaste/train \\
+        --out runs/tr360/t$s/belt --seconds 20 --fps 30 --size 640x360 --rate 20 --seed $s; done
+    python tools/refit_head.py --like SOUP --videos runs/tr/t90[1-8]/belt.cam0.mp4 runs/tr360/t92*/belt.cam0.mp4 \\
+        --photos ../shared/datasets/ewaste/train --out runs/refitmix \\
+        --data ../shared/datasets/ewaste/val --train-dir ../shared/datasets/ewaste/train
+    ewaste-stream export runs/refitmix --format onnx-int8 --calib ../shared/datasets/ewaste/train
+
+SOUP is the model the shipped head was refitted from, models/default as of 2026-12-06: ``git worktree add /tmp/soup
+120cc5f`` gives it as /tmp/soup/models/default. Today's models/default is the result (models/README.md, "Head refitted
+on belt-video crops").
 """
 
 from __future__ import annotations

@@ -54,17 +54,18 @@ def test_shipped_model_parity_cpu():
         q = load_classifier(DEFAULT_MODEL_DIR, device="cpu", threads=1)
         assert q.precision == "int8"  # current (made from this model.onnx), so auto takes it
         assert load_model_info(DEFAULT_MODEL_DIR).metrics["int8"]["top1_agreement"] >= 0.95
-        # in-domain crops (the sample video's items at the line): the int8 graph computes what fp32 computes,
-        # up to quantization. Measured: 93.5 % top-1 agreement, a mean largest probability difference of 0.09.
-        # The first shipped int8 graph, whose pads were wrong, agreed on 85.7 % (0.12) and fails here.
-        # (Accuracy is not compared: on 77 crops a crop is 1.3 points, and they disagree on five.)
-        from ewaste_stream.training.video_crops import video_set
+        # in-domain crops (the sample video's items at the line and 3 earlier frames, 6 apart: 230 crops): the int8
+        # graph computes what fp32 computes, up to quantization. Measured: top-1 agreement 88.3 % and a mean largest
+        # probability difference of 0.094 for the graph shipped 2026-12-06, 88.7 % and 0.093 for the head refitted
+        # on 2026-12-07; 83.5 % and 0.129 for the first shipped int8 graph, whose pads were wrong, which fails here.
+        # (Accuracy is not compared; at the line alone, 77 crops, one crop is 1.3 points.)
+        from ewaste_stream.training.head_refit import video_views
 
-        belt = video_set(REPO_ROOT / "samples" / "belt_val_demo", q.class_names)
-        p8, p32 = q.predict(belt.crops), load_classifier(DEFAULT_MODEL_DIR, device="cpu", threads=1,
-                                                         precision="fp32").predict(belt.crops)
-        assert len(belt) > 50 and (p8.argmax(1) == p32.argmax(1)).mean() >= 0.9
-        assert np.abs(p8 - p32).max(1).mean() < 0.1
+        crops, _ = video_views(REPO_ROOT / "samples" / "belt_val_demo", q.class_names, frames=4, step=6)
+        p8, p32 = q.predict(crops), load_classifier(DEFAULT_MODEL_DIR, device="cpu", threads=1,
+                                                    precision="fp32").predict(crops)
+        assert len(crops) > 200 and (p8.argmax(1) == p32.argmax(1)).mean() >= 0.86
+        assert np.abs(p8 - p32).max(1).mean() < 0.11
 
 
 def test_temperature_is_applied_in_both_backends(folders, tmp_path):

@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
     import numpy as np
     import torch
 
     from ewaste_stream.model import load_torch_model
-    from ewaste_stream.training.data import DatasetError, scan_split
+    from ewaste_stream.training.data import scan_split
+    from ewaste_stream.training.datasets import photo_set
     from ewaste_stream.training.finalize import save_recalibrated
     from ewaste_stream.training.head_refit import penultimate, refit_head, video_prefix, video_views
 
@@ -71,17 +71,11 @@ def run(args: argparse.Namespace) -> int:
         counts[video_prefix(prefix)] = len(y)
         print(f"{prefix}: {len(y)} views", file=sys.stderr, flush=True)
     if args.photos:
-        split = scan_split(args.photos, info.class_names)
-        crops = []
-        for p in (smp.path for smp in split.samples):
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                raise DatasetError(f"--photos: {p} is not a readable image; remove or replace it")
-            crops.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-        feats.append(penultimate(model, info, crops))
-        labels.append(np.array([smp.label for smp in split.samples], np.int64))
-        weights.append(np.full(len(crops), args.photo_weight, np.float32))
-        counts[str(args.photos)] = len(crops)
+        photos = photo_set(scan_split(args.photos, info.class_names))  # an unreadable photo: named, exit 2
+        feats.append(penultimate(model, info, photos.crops))
+        labels.append(photos.labels.astype(np.int64))
+        weights.append(np.full(len(photos.labels), args.photo_weight, np.float32))
+        counts[str(args.photos)] = len(photos.labels)
     head = model.get_classifier()
     w, b = refit_head(head.weight.detach().float().numpy(), head.bias.detach().float().numpy(),
                       np.concatenate(feats), np.concatenate(labels), np.concatenate(weights), l2=args.l2)

@@ -6,7 +6,7 @@ cross-entropy on the penultimate features, with an L2 pull of the weights toward
 starts from (``l2``), so a few thousand crops correct the head's bias on the belt's look
 (neighbours at a crop's edge, motion blur, the codec, the belt's light) without forgetting the
 photos. The bias is not pulled: it is what moves most (the belt makes some classes look like
-others). See models/README.md, "Head refitted on video crops".
+others). See models/README.md, "Head refitted on belt-video crops".
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .data import DatasetError
-from .video_crops import crop_padded, read_gt, square_box
+from .video_crops import cut_boxes, read_gt
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +67,6 @@ def video_views(prefix: str | Path, class_names: Sequence[str], frames: int, ste
                 forbidden_images: Path | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """RGB crops and labels of :func:`item_views` for the video ``PREFIX.cam0.mp4``. A video made of
     ``forbidden_images`` (the val folder) is refused: its items are what the refit is checked on."""
-    import cv2
-
     prefix = video_prefix(prefix)
     rows, meta = read_gt(prefix)
     images = Path(meta.get("images", ""))
@@ -79,20 +77,8 @@ def video_views(prefix: str | Path, class_names: Sequence[str], frames: int, ste
     by_frame: dict[int, list[ItemView]] = {}
     for v in views:
         by_frame.setdefault(v.frame, []).append(v)
-    crops, labels = [], []
-    cap = cv2.VideoCapture(f"{prefix}.cam0.mp4")
-    try:
-        idx, last = 0, max(by_frame, default=-1)
-        while idx <= last:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            for v in by_frame.get(idx, []):
-                crops.append(cv2.cvtColor(crop_padded(frame, square_box(v.box)), cv2.COLOR_BGR2RGB))
-                labels.append(v.label)
-            idx += 1
-    finally:
-        cap.release()
+    crops = cut_boxes(f"{prefix}.cam0.mp4", {f: [v.box for v in vs] for f, vs in by_frame.items()})
+    labels = [v.label for f in sorted(by_frame) for v in by_frame[f]][:len(crops)]  # in the crops' order
     if not crops:
         raise DatasetError(f"--videos {prefix}: no item view could be cut (is {prefix}.cam0.mp4 a readable video?)")
     return crops, np.array(labels, dtype=np.int64)

@@ -3,6 +3,9 @@
 Boxes are coloured by track state (grey tentative, amber confirmed, green decided, red
 rejected) and labelled with the track id and its running vote (top class and fused
 probability) or, once decided, the decision. The decision line is drawn across the belt.
+Regions of the detector's mask that the tracker left out are thin magenta boxes, labelled
+with the reason (``track.Ignored``; fragments unlabelled): an item that goes by with only such
+a box was seen by the detector and dropped by a tracker threshold, one with none was not seen.
 The video is written with OpenCV's ``mp4v`` codec (OpenCV's FFmpeg has no H.264 encoder).
 """
 
@@ -16,12 +19,13 @@ import cv2
 import numpy as np
 
 from .messages import Decision, Frame
-from .track import TrackState
+from .track import Ignored, TrackState
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import Pipeline
 
 GREY, AMBER, GREEN, RED, CYAN = (160, 160, 160), (0, 190, 255), (60, 220, 60), (40, 40, 235), (255, 255, 0)
+MAGENTA = (255, 0, 255)
 
 
 class AnnotateError(RuntimeError):
@@ -50,6 +54,11 @@ class Annotator:
         img = frame.image.copy()
         self._line(img, frame)
         step = self.pipeline.last_seen.get(frame.camera)
+        for box, why in (step.ignored if step is not None else []):
+            x0, y0, x1, y1 = (int(round(v)) for v in box)
+            cv2.rectangle(img, (x0, y0), (x1, y1), MAGENTA, 1)
+            if why != Ignored.FRAGMENT:
+                _text(img, why.value, (x0 + 2, min(frame.height - 4, y1 + 14)), MAGENTA, scale=0.4)
         for tr, view in (step.seen if step is not None else []):
             if view.camera != frame.camera:
                 continue

@@ -121,6 +121,11 @@ class _SnapshotCollector:
         logged = CounterMetricFamily("ewaste_decisions_logged", "Decisions appended to the JSONL log")
         logged.add_metric([], (snap.get("decision_log") or {}).get("written", 0))
         yield logged
+        ignored = CounterMetricFamily("ewaste_regions_ignored", "New regions of the detector's mask the tracker "
+                                      "left out, per frame, by reason (replay --annotate draws them)", labels=["reason"])
+        for reason, n in ((snap.get("pipeline") or {}).get("ignored_regions") or {}).items():
+            ignored.add_metric([reason], n)
+        yield ignored
         up = GaugeMetricFamily("ewaste_healthy", "1 when /healthz says ok")
         up.add_metric([], 1.0 if snap.get("status") == "ok" else 0.0)
         yield up

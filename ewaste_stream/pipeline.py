@@ -39,7 +39,7 @@ from .detect import BeltDetector, FrameAnalysis
 from .geometry import BeltMap
 from .messages import REJECT_LABEL, Decision, Frame, Observation, StatusEvent, StatusKind
 from .orient import derotated_crop, footprint_rect
-from .track import CameraView, Track, Tracker, TrackState, TrackStep
+from .track import CameraView, Ignored, Track, Tracker, TrackState, TrackStep
 from .vote import vote
 
 STAGES = ("detect", "track", "views", "wait", "decide")
@@ -125,6 +125,9 @@ class Pipeline:
         self.latency_ms: deque[float] = deque(maxlen=100_000)  # t_decided - t_cross, stream ms
         self.counts = {"decisions": 0, "views": 0, "views_skipped": 0, "stage_errors": 0, "sink_errors": 0, "tracks": 0}
         self.last_seen: dict[str, TrackStep] = {}
+        # new regions the tracker left out, region-frames per reason (all keys from the start: read by other threads)
+        self.ignored: dict[str, int] = {why.value: 0 for why in Ignored}
+        self.on_track_step: Callable[[Frame, TrackStep], None] | None = None  # each tracker step (diagnostics)
         self.strides: dict[str, FrameStride] = {}  # per camera, used by the thread that analyses
         self.skipped: dict[str, int] = {}  # frames left out on a slow belt, per camera
         self._high_water = False
@@ -171,6 +174,10 @@ class Pipeline:
         step = self.tracker.step(an)
         self._merge(step.merged)
         self.last_seen[frame.camera] = step
+        for _, why in step.ignored:
+            self.ignored[why.value] += 1
+        if self.on_track_step is not None:
+            self.on_track_step(frame, step)
         t2 = time.perf_counter()
         self._take_views(frame, step)
         self._collect()
@@ -214,6 +221,7 @@ class Pipeline:
             "cameras_active": self.tracker.active_cameras(), "degraded": self.degraded,
             "stage_errors": self.counts["stage_errors"], "sink_errors": self.counts["sink_errors"],
             "pending_views": len(self.batcher) + sum(len(b.jobs) for b in w.inflight),
+            "ignored_regions": dict(self.ignored),
         }
 
     @property

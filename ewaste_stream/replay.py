@@ -142,7 +142,8 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
                  realtime: bool = False, annotate: str | Path | None = None,
                  boot_id: str | None = None, on_frame: Callable[[Frame, Any], None] | None = None,
                  stop: threading.Event | None = None, loops: int = 1,
-                 drop: tuple[int, int] | None = None) -> ReplaySummary:
+                 drop: tuple[int, int] | None = None,
+                 on_track_step: Callable[[Frame, Any], None] | None = None) -> ReplaySummary:
     """Run video files through a fresh :class:`Pipeline`; see the module doc.
 
     Raises ``ReplayError`` (before anything runs) when a file cannot be opened. Errors met
@@ -150,6 +151,7 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
     ``loops`` > 1 plays the files again and again (stream time runs on; for soak tests).
     ``drop=(n, k)`` skips the first ``k`` of every ``n`` frames of each file: the bursts a live
     camera's queue drops while the pipeline is behind, made deterministic (not with ``realtime``).
+    ``on_track_step(frame, step)`` sees each tracker step (``track.TrackStep``: e.g. the regions it left out).
     """
     if drop is not None and (realtime or not 0 <= drop[1] < drop[0]):
         raise ValueError(f"drop={drop}: give (n, k) with 0 <= k < n, and not with realtime (which drops by itself)")
@@ -158,6 +160,7 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
     infos = [probe(p, c.id, c.frame_offset, c.fps) for p, c in zip(paths, config.cameras)]
     run = _Replay(infos, config, classifier, boot_id or replay_boot_id(infos, config, str(classifier.sha256)),
                   on_decision, on_status)
+    run.pipe.on_track_step = on_track_step
     stop = stop or threading.Event()
     annotator = None
     if annotate is not None:
@@ -301,6 +304,10 @@ def format_summary(s: ReplaySummary) -> str:
     if any(skipped.values()):
         lines.append("frames left out, the belt moving slowly (tracker.min_step): "
                      + ", ".join(f"{k} {v}" for k, v in skipped.items()))
+    ignored = {k: v for k, v in (s.pipeline.get("ignored_regions") or {}).items() if v}
+    if ignored:
+        lines.append("regions the tracker left out (region x frames, by reason; --annotate draws them): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(ignored.items(), key=lambda kv: -kv[1])))
     for e in s.errors:
         lines.append(f"error: {e}")
     return "\n".join(lines)

@@ -80,6 +80,19 @@ class TrackState(str, enum.Enum):
     CLOSED = "closed"
 
 
+class Ignored(str, enum.Enum):
+    """Why a new region of the detector's mask did not become a track (``TrackStep.ignored``): what a
+    person tuning the tracker looks at when an item went by with no box (``replay --annotate``)."""
+
+    FRAGMENT = "fragment"  # under tracker.small_item_area x the min item area: a speck or a part of an item
+    TOO_BIG = "too_big"  # over detector.max_area
+    SMALL_FAINT = "small_faint"  # under the min item area, mean contrast under small_item_min_contrast
+    SMALL_CROWDED = "small_crowded"  # ... clear, but another region within small_item_gap: a part of it
+    FAINT = "faint"  # barely off the belt (min_contrast, min_contrast_area, isolated_min_contrast): belt texture
+    FAINT_CROWDED = "faint_crowded"  # ... faint, with another region within isolated_gap: a dark part of it
+    THIN = "thin"  # thinner than tracker.min_item_radius: a shadow's rim, a blurred edge, a streak
+
+
 @dataclass(slots=True)
 class CameraView:
     """One camera's view of a track (footprint in that camera's downscaled px)."""
@@ -146,6 +159,7 @@ class TrackStep:
     lost: list[Track]  # not seen for too long while in view (not yet decided)
     closed: list[Track]  # gone for good
     merged: list[tuple[int, int]] = field(default_factory=list)  # (absorbed, kept): two tracks were one item
+    ignored: list[tuple[BBox, Ignored]] = field(default_factory=list)  # new regions not tracked (full-res px), and why
 
 
 @dataclass(slots=True)
@@ -274,28 +288,13 @@ class Tracker:
                 occupied = occupancy(an.mask.shape, tracked + new)
             return alone(piece, occupied, max(1, _px(cam, gap)))
 
+        ignored: list[tuple[BBox, Ignored]] = []
         for piece in new:
             size = piece.area * px / min_area
-            if piece.area * px > self.det_cfg.max_area:
-                continue  # not an item
-            if size < 1:
-                sa = self.cfg.small_item_area
-                if sa is None or size < sa or an.contrast is None:
-                    continue  # a fragment
-                if mean_contrast(an.contrast, piece) < self.cfg.small_item_min_contrast:
-                    continue
-                if not isolated(piece, self.cfg.small_item_gap):
-                    continue  # a fragment of the item beside it
-            elif an.contrast is not None:
-                contrast = mean_contrast(an.contrast, piece)
-                if self._faint(contrast, size):
-                    iso = self.cfg.isolated_min_contrast
-                    if iso is None or contrast < iso:
-                        continue  # barely off the belt all over: a bright or dark patch of the belt
-                    if not isolated(piece, self.cfg.isolated_gap):
-                        continue  # ... or a dark part of the item beside it
-            if inscribed_radius(piece.mask) < thinnest:
-                continue  # a thin streak (a shadow's rim, a blurred edge), thinner than any item
+            why = self._ignore(piece, an, size, thinnest, isolated)
+            if why is not None:
+                ignored.append((an.to_full(piece.box), why))
+                continue
             tr = self._associate(an, cam, piece, {t.id for t, _ in seen})
             if size < 1 and not tr.views:  # born small: confirmed only once seen that often
                 tr.min_hits = self.cfg.small_item_hits
@@ -314,7 +313,32 @@ class Tracker:
             seen = [(t, v) for t, v in seen if t.id not in gone]
             crossed = [t for t in crossed if t.id not in gone]
         lost, closed = self._expire(an.t)
-        return TrackStep(an.camera, an.t, seen, crossed, lost, closed, merged)
+        return TrackStep(an.camera, an.t, seen, crossed, lost, closed, merged, ignored)
+
+    def _ignore(self, piece: Piece, an: FrameAnalysis, size: float, thinnest: float,
+                isolated: Callable[[Piece, float], bool]) -> Ignored | None:
+        """Why a new region (``size`` x the min item area) is not an item, or None when it is one."""
+        if piece.area * an.scale[0] * an.scale[1] > self.det_cfg.max_area:
+            return Ignored.TOO_BIG
+        if size < 1:
+            sa = self.cfg.small_item_area
+            if sa is None or size < sa or an.contrast is None:
+                return Ignored.FRAGMENT
+            if mean_contrast(an.contrast, piece) < self.cfg.small_item_min_contrast:
+                return Ignored.SMALL_FAINT
+            if not isolated(piece, self.cfg.small_item_gap):
+                return Ignored.SMALL_CROWDED  # a fragment of the item beside it
+        elif an.contrast is not None:
+            contrast = mean_contrast(an.contrast, piece)
+            if self._faint(contrast, size):
+                iso = self.cfg.isolated_min_contrast
+                if iso is None or contrast < iso:
+                    return Ignored.FAINT  # barely off the belt all over: a bright or dark patch of the belt
+                if not isolated(piece, self.cfg.isolated_gap):
+                    return Ignored.FAINT_CROWDED  # ... or a dark part of the item beside it
+        if inscribed_radius(piece.mask) < thinnest:
+            return Ignored.THIN  # a thin streak (a shadow's rim, a blurred edge), thinner than any item
+        return None
 
     def _faint(self, contrast: float, size: float) -> bool:
         """A region (``size`` x the min item area) is the belt: contrast below ``min_contrast`` and

@@ -15,7 +15,12 @@ tools/score_decisions.py. Classes:
 - phantom: a decision near no item.
 
 Each line gives the frame at the line so the case can be looked at with
-``ewaste-stream replay VIDEO --annotate out.mp4``. ``--by-photo N`` also lists the N photos
+``ewaste-stream replay VIDEO --annotate out.mp4``. With ``--ignored LOG`` (what ``replay
+--ignored-log LOG`` wrote in the same run), each unseen item also says whether the detector
+found it and which tracker threshold left it out: the regions of the log that lie on the item
+between its entry and the line, counted by reason (``track.Ignored``), e.g. ``left out:
+faint_crowded 21`` (seen in 21 frames as a faint region beside another item); ``never a region``
+means the detector's mask had nothing there that the tracker looked at. ``--by-photo N`` also lists the N photos
 behind most misses and most duplicates: the simulator draws every photo several times a
 video, and a few hard ones (black products, a photo of two machines) give a large share.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -64,9 +70,41 @@ def _parts(images: Path | None, file: str, cache: dict[str, int]) -> int:
     return cache[file]
 
 
-def failures(prefix: Path, decisions: Path, images: Path | None = None) -> list[tuple[str, str]]:
+def failures(prefix: Path, decisions: Path, images: Path | None = None,
+             ignored: Path | None = None) -> list[tuple[str, str]]:
     """(class, description) per failure."""
-    return [(kind, text) for kind, text, _ in _failures(prefix, decisions, images)]
+    return [(kind, text) for kind, text, _ in _failures(prefix, decisions, images, ignored)]
+
+
+def read_ignored(path: Path, camera: str = "cam0") -> dict[int, list[tuple[list[float], str]]]:
+    """``{frame seq: [(bbox, reason), ...]}`` of one camera from a ``replay --ignored-log`` file."""
+    out: dict[int, list[tuple[list[float], str]]] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if row["camera"] == camera:
+                out.setdefault(int(row["seq"]), []).extend((r["bbox"], r["reason"]) for r in row["regions"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{n}: not a replay --ignored-log line ({exc})") from None
+    return out
+
+
+def left_out(item: dict, ignored: dict[int, list[tuple[list[float], str]]], speed: float, fps: float) -> Counter:
+    """Reasons of the ignored regions on ``item`` (centre inside its box, moved with the belt), from the
+    frame it came into view to the frame it reached the line: one count per region and frame."""
+    x0, y0, x1, y1 = item["bbox_at_line"]
+    line_f = int(item["frame_at_line"])
+    reasons: Counter = Counter()
+    first = int(item["t_enter"] * fps) if "t_enter" in item else line_f - round(fps)
+    for f in range(max(0, first), line_f + 1):
+        dx = speed * (f - line_f)
+        for (bx0, by0, bx1, by1), why in ignored.get(f, ()):
+            cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
+            if x0 + dx <= cx <= x1 + dx and y0 <= cy <= y1:
+                reasons[why] += 1
+    return reasons
 
 
 def by_photo(prefix: Path, decisions: Path, most: int = 10) -> dict[str, list[tuple[str, int]]]:
@@ -83,10 +121,14 @@ def _by_photo(rows: list[tuple[str, str, str | None]], most: int) -> dict[str, l
     return {k: c.most_common(most) for k, c in counts.items()}
 
 
-def _failures(prefix: Path, decisions: Path, images: Path | None) -> list[tuple[str, str, str | None]]:
+def _failures(prefix: Path, decisions: Path, images: Path | None,
+              ignored_log: Path | None = None) -> list[tuple[str, str, str | None]]:
     """(class, description, photo of the item or None) per failure."""
     meta = json.loads(prefix.with_name(prefix.name + ".meta.json").read_text())
     fps, t_last, speed = float(meta["fps"]), float(meta["t_last_frame"]), float(meta["belt_speed_px_per_frame"])
+    if meta.get("belt_direction", "left_to_right") != "left_to_right":
+        speed = -speed
+    ignored = read_ignored(ignored_log) if ignored_log is not None else None
     gt = _rows(prefix.with_name(prefix.name + ".gt.jsonl"))
     decs = _rows(decisions)
     pairs = matched_pairs(gt, decs, fps)
@@ -99,8 +141,13 @@ def _failures(prefix: Path, decisions: Path, images: Path | None) -> list[tuple[
             continue
         cov = max((_cover(it, d, speed, fps), d["item_id"]) for d in decs) if decs else (0.0, None)
         kind = "missed merged" if cov[0] >= 0.5 else "missed unseen"
+        why = ""
+        if kind == "missed unseen" and ignored is not None:
+            reasons = left_out(it, ignored, speed, fps)
+            why = (" left out: " + ", ".join(f"{k} {n}" for k, n in reasons.most_common())) if reasons else \
+                " never a region"
         out.append((kind, f"item {it['item']} frame {it['frame_at_line']} y={it['y']:.3f} {it['file']} "
-                          f"bbox={it['bbox_at_line']} track={cov[1] if cov[0] >= 0.5 else '-'}", it["file"]))
+                          f"bbox={it['bbox_at_line']} track={cov[1] if cov[0] >= 0.5 else '-'}{why}", it["file"]))
     for j, d in enumerate(decs):
         if j in pairs or d["t_cross"] > t_last - t_tol:
             continue
@@ -121,11 +168,22 @@ def main() -> int:
     ap.add_argument("decisions", type=Path, help="decision log (JSONL) of a replay of PREFIX.cam0.mp4")
     ap.add_argument("--images", type=Path, default=None, help="the photos the video was made from (counts multi-part cut-outs)")
     ap.add_argument("--by-photo", type=int, default=0, metavar="N", help="also list the N photos behind most failures")
+    ap.add_argument("--ignored", type=Path, default=None, metavar="LOG",
+                    help="replay --ignored-log of the same run: say which tracker threshold left each unseen item out")
     args = ap.parse_args()
-    rows = _failures(args.prefix, args.decisions, args.images)
+    try:
+        rows = _failures(args.prefix, args.decisions, args.images, args.ignored)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for kind, text, _ in sorted(rows, key=lambda r: r[:2]):
         print(f"{kind:32s} {text}")
     print(dict(Counter(kind for kind, _, _ in rows)))
+    if args.ignored is not None:
+        top = Counter(text.split(" left out: ")[1].split(" ")[0] if " left out: " in text else "never a region"
+                      for kind, text, _ in rows if kind == "missed unseen")
+        print("unseen items by the reason they were left out most often: " + (", ".join(f"{k} {n}" for k, n in
+                                                                                  top.most_common()) or "none"))
     if args.by_photo > 0:
         for kind, top in _by_photo(rows, args.by_photo).items():
             print(f"{kind} by photo: " + ", ".join(f"{file} {n}" for file, n in top))

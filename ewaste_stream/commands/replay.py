@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="write decisions here, one JSON object a line")
     p.add_argument("--annotate", type=Path, default=None, metavar="OUT.mp4",
                    help="write a video of the first camera with boxes, track ids, votes and the decision line")
+    p.add_argument("--ignored-log", type=Path, default=None, metavar="OUT.jsonl",
+                   help="write the regions of the detector's mask that the tracker left out, and why, one frame "
+                        "a line (what tools/track_failures.py --ignored reads)")
     p.add_argument("--realtime", action="store_true",
                    help="pace the files to their fps and drop frames like a live camera (not deterministic)")
     p.add_argument("--summary-json", type=Path, default=None, help="also write the summary as JSON here")
@@ -48,18 +51,22 @@ def run(args: argparse.Namespace) -> int:
     classifier = _load_model(cfg)
     if classifier is None:
         return 2
-    out = None
+    out = ignored_log = None
     try:
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             out = args.out.open("w", encoding="utf-8")
+        if args.ignored_log is not None:
+            args.ignored_log.parent.mkdir(parents=True, exist_ok=True)
+            ignored_log = args.ignored_log.open("w", encoding="utf-8")
 
         def write(d) -> None:  # noqa: ANN001
             if out is not None:
                 out.write(encode_decision(d).decode() + "\n")
 
         summary = replay_files(args.videos, cfg, classifier, on_decision=write, realtime=args.realtime,
-                               annotate=args.annotate)
+                               annotate=args.annotate,
+                               on_track_step=None if ignored_log is None else _ignored_writer(ignored_log))
     except ReplayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -67,14 +74,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        if out is not None:
-            out.close()
+        for f in (out, ignored_log):
+            if f is not None:
+                f.close()
     print(format_summary(summary))
     if args.out is not None:
         logger.info(f"{summary.decisions} decisions written to {args.out}")
     if args.summary_json is not None:
         args.summary_json.write_text(summary_json(summary) + "\n")
     return 1 if summary.errors else 0
+
+
+def _ignored_writer(f):  # noqa: ANN001, ANN202
+    """``on_track_step`` that writes one JSON line per camera frame in which the tracker left regions out."""
+    import json
+
+    def write(frame, step) -> None:  # noqa: ANN001
+        if step.ignored:
+            regions = [{"bbox": [round(v, 1) for v in box], "reason": why.value} for box, why in step.ignored]
+            f.write(json.dumps({"camera": frame.camera, "seq": frame.seq, "t": round(frame.t, 6),
+                                "regions": regions}) + "\n")
+
+    return write
 
 
 def _load_model(cfg):  # noqa: ANN001, ANN202

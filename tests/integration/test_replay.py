@@ -79,6 +79,32 @@ def test_cli_replay_writes_decisions_and_summary(video, tmp_path, monkeypatch, c
     cap.release()
 
 
+def test_cli_replay_logs_and_draws_the_regions_the_tracker_left_out(video, tmp_path, monkeypatch, capsys):
+    """With every item too faint for the tracker (tracker.min_contrast far above the items' contrast),
+    nothing is decided, and ``--ignored-log``, the summary and ``--annotate`` say where and why."""
+    monkeypatch.setattr("ewaste_stream.commands.replay._load_model", lambda cfg: ColourClassifier())
+    out, log, ann = tmp_path / "d.jsonl", tmp_path / "ignored.jsonl", tmp_path / "a.mp4"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("detector:\n  min_area: 300\ntracker:\n  min_contrast: 500\n  isolated_min_contrast: null\n")
+    assert main(["replay", str(video), "--config", str(cfg), "--out", str(out), "--ignored-log", str(log),
+                 "--annotate", str(ann)]) == 0
+    assert out.read_text() == ""
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    assert rows and all(r["camera"] == "cam0" for r in rows) and [r["seq"] for r in rows] == sorted({r["seq"] for r in rows})
+    faint = [(r["seq"], g["bbox"]) for r in rows for g in r["regions"] if g["reason"] == "faint"]
+    assert len(faint) >= 100  # ten items, each in view for many frames
+    text = capsys.readouterr().out
+    line = next(x for x in text.splitlines() if x.startswith("regions the tracker left out"))
+    assert f" faint {len(faint)}," in line  # the summary counts what the log has
+    seq, (x0, y0, x1, y1) = faint[len(faint) // 2]  # drawn in magenta on that frame of the annotated video
+    cap = cv2.VideoCapture(str(ann))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, seq)
+    ok, img = cap.read()
+    cap.release()
+    edge = img[int(y0), int(x0) + 3:int(x1) - 3].astype(int)  # the box's top side
+    assert ok and ((edge[:, 0] > 150) & (edge[:, 1] < 110) & (edge[:, 2] > 150)).mean() > 0.5
+
+
 @pytest.mark.parametrize("make,needle", [
     (lambda p: p, "not found"),
     (lambda p: (p.write_bytes(b"\x00not a video" * 100), p)[1], "cannot decode"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ewaste_stream.testing import load_tool
 
 
@@ -48,3 +50,33 @@ def test_failures_by_photo(tmp_path):
     top = load_tool("track_failures").by_photo(prefix, tmp_path / "d.jsonl", most=5)
     assert top["duplicate"] == [("Mouse/m1.jpg", 2)]
     assert top["missed"] == [("Mouse/m3.jpg", 1)]
+
+
+def test_unseen_items_say_which_tracker_threshold_left_them_out(tmp_path):
+    """``--ignored``: the regions of ``replay --ignored-log`` on an unseen item's path (moved with the
+    belt, 36 px a frame) are counted by reason; an item with none was never a region."""
+    prefix = tmp_path / "v"
+    (tmp_path / "v.meta.json").write_text(json.dumps({"fps": 60.0, "t_last_frame": 10.0, "belt_speed_px_per_frame": 36}))
+    gt = [_item(1, 1.0, 0.2, [900, 100, 1000, 200]), _item(2, 2.0, 0.5, [900, 300, 1000, 400]),
+          _item(3, 3.0, 0.8, [900, 500, 1000, 620])]
+    for it in gt:
+        it["t_enter"] = it["t_cross"] - 0.5
+    (tmp_path / "v.gt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gt))
+    (tmp_path / "d.jsonl").write_text(json.dumps(_dec(3, 3.0, 0.8, [900, 500, 1000, 620])) + "\n")
+    log = [
+        # item 1 (at the line in frame 60): 10 frames before, it was 360 px upstream
+        {"camera": "cam0", "seq": 50, "t": 50 / 60, "regions": [{"bbox": [560, 120, 620, 180], "reason": "faint_crowded"},
+                                                                 {"bbox": [900, 120, 960, 180], "reason": "faint"}]},
+        {"camera": "cam0", "seq": 59, "t": 59 / 60, "regions": [{"bbox": [880, 110, 950, 190], "reason": "faint_crowded"}]},
+        {"camera": "cam0", "seq": 60, "t": 1.0, "regions": [{"bbox": [910, 120, 990, 180], "reason": "small_faint"}]},
+        {"camera": "cam1", "seq": 60, "t": 1.0, "regions": [{"bbox": [910, 120, 990, 180], "reason": "thin"}]},
+    ]
+    (tmp_path / "ig.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    tool = load_tool("track_failures")
+    rows = dict((text.split(" frame ")[0], text) for kind, text in tool.failures(prefix, tmp_path / "d.jsonl",
+                                                                               ignored=tmp_path / "ig.jsonl"))
+    assert rows["item 1"].endswith("left out: faint_crowded 2, small_faint 1")  # not the one in place, nor cam1's
+    assert rows["item 2"].endswith("never a region")
+    (tmp_path / "bad.jsonl").write_text("{}\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        tool.failures(prefix, tmp_path / "d.jsonl", ignored=tmp_path / "bad.jsonl")

@@ -3,6 +3,8 @@ along its bright/coloured cores, and vetoing neck cuts that halve one item (synt
 
 from __future__ import annotations
 
+from collections import Counter
+
 import cv2
 import numpy as np
 import pytest
@@ -207,10 +209,10 @@ def test_small_fragment_that_completes_a_box_joins_it(frag, tracked, box_join, j
         assert sum(p.area for p in out) == body.area + piece.area
 
 
-def _run_faint(faint_contrast: float, gap: int, iso: float | None = 1.4) -> set[int]:
+def _run_faint(faint_contrast: float, gap: int, iso: float | None = 1.4, reasons: Counter | None = None) -> set[int]:
     """A bright item (contrast 3) and, ``gap`` px above it, a faint one (``faint_contrast`` x the
     threshold, both 40 x 30 px, twice the min item area) ride the belt at 8 px a frame. Returns
-    the rows (y centres) of the tracks that crossed the line."""
+    the rows (y centres) of the tracks that crossed the line; ``reasons`` counts why regions were left out."""
     from ewaste_stream.config import DetectorSection, TrackerSection
     from ewaste_stream.geometry import BeltMap
     from ewaste_stream.track import Tracker
@@ -232,6 +234,8 @@ def _run_faint(faint_contrast: float, gap: int, iso: float | None = 1.4) -> set[
                            contrast=contrast)
         st = tr.step(an)
         rows |= {round(t.views["cam0"].centroid[1]) for t in st.crossed}
+        if reasons is not None:
+            reasons.update(why.value for _, why in st.ignored)
     return rows
 
 
@@ -467,7 +471,8 @@ def test_part_join_never_hands_a_track_to_one_that_will_not_be_decided(past_line
     assert (2 in tr.tracks) is not joined
 
 
-def _run_small(h: int, w: int, contrast: float, gap: int, frames: range = range(45), **cfg) -> set[int]:
+def _run_small(h: int, w: int, contrast: float, gap: int, frames: range = range(45), reasons: Counter | None = None,
+               **cfg) -> set[int]:
     """A bright item (40 x 30 px, twice the min item area of 600 px) and, ``gap`` px above it, a
     region of ``h`` x ``w`` px at ``contrast`` x the threshold, in the mask only in ``frames``,
     ride the belt at 8 px a frame. Returns the rows (y centres) of the tracks to be decided: those
@@ -493,6 +498,8 @@ def _run_small(h: int, w: int, contrast: float, gap: int, frames: range = range(
                            contrast=con)
         st = tr.step(an)
         rows |= {round(t.views["cam0"].centroid[1]) for t in st.crossed + st.lost}
+        if reasons is not None:
+            reasons.update(why.value for _, why in st.ignored)
     return rows
 
 
@@ -507,6 +514,40 @@ def _run_small(h: int, w: int, contrast: float, gap: int, frames: range = range(
 ])
 def test_small_clear_region_alone_on_the_belt_is_an_item(h, w, contrast, gap, frames, cfg, rows):
     assert _run_small(h, w, contrast, gap, frames, **cfg) == rows
+
+
+@pytest.mark.parametrize("run,why", [
+    (lambda r: _run_faint(1.45, 3, reasons=r), "faint_crowded"),  # faint, beside an item
+    (lambda r: _run_faint(1.30, 20, reasons=r), "faint"),  # too faint even alone
+    (lambda r: _run_faint(1.45, 20, reasons=r), None),  # tracked: a faint item alone
+    (lambda r: _run_small(15, 20, 3.0, 3, reasons=r), "small_crowded"),
+    (lambda r: _run_small(15, 20, 1.4, 20, reasons=r), "small_faint"),
+    (lambda r: _run_small(10, 20, 3.0, 20, reasons=r), "fragment"),
+    (lambda r: _run_small(15, 50, 3.0, 20, reasons=r, min_item_radius=0.05), "thin"),  # 15 px thick, 18 the least
+])
+def test_the_tracker_says_why_it_left_a_region_out(run, why):
+    """``TrackStep.ignored``: what ``replay --annotate`` draws and ``--ignored-log`` writes. While in
+    view the region is left out every frame for that reason (leaving the picture, what is left of it
+    is smaller: a fragment or a small region)."""
+    reasons: Counter = Counter()
+    run(reasons)
+    if why is None:
+        assert not reasons
+    else:
+        assert reasons.most_common(1)[0][0] == why and reasons[why] >= 25
+
+
+def test_a_region_bigger_than_any_item_is_left_out_as_too_big():
+    from ewaste_stream.config import DetectorSection, TrackerSection
+    from ewaste_stream.geometry import BeltMap
+    from ewaste_stream.track import Ignored, Tracker
+
+    det = DetectorSection(min_area=600, min_area_frac=0.0, max_area=5000)
+    tr = Tracker(TrackerSection(new_max_length=None), {"cam0": BeltMap.identity()}, detector=det)
+    mask = np.zeros((H, W), np.uint8)
+    mask[40:120, 100:200] = 1  # 8000 px (with new_max_length, cut across: longer than any item)
+    st = tr.step(FrameAnalysis("cam0", 0, 0.0, mask, (1.0, 1.0), None, 0.0, contrast=mask.astype(np.float32) * 3))
+    assert st.ignored == [((100.0, 40.0, 200.0, 120.0), Ignored.TOO_BIG)] and not st.seen
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 64, 1001])

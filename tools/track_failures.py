@@ -146,8 +146,8 @@ def _failures(prefix: Path, decisions: Path, images: Path | None,
             reasons = left_out(it, ignored, speed, fps)
             why = (" left out: " + ", ".join(f"{k} {n}" for k, n in reasons.most_common())) if reasons else \
                 " never a region"
-        out.append((kind, f"item {it['item']} frame {it['frame_at_line']} y={it['y']:.3f} {it['file']} "
-                          f"bbox={it['bbox_at_line']} track={cov[1] if cov[0] >= 0.5 else '-'}{why}", it["file"]))
+        out.append((kind, f"item {it['item']} frame {it['frame_at_line']} y={it['y']:.3f} {it.get('file', '-')} "
+                          f"bbox={it['bbox_at_line']} track={cov[1] if cov[0] >= 0.5 else '-'}{why}", it.get("file")))
     for j, d in enumerate(decs):
         if j in pairs or d["t_cross"] > t_last - t_tol:
             continue
@@ -155,8 +155,10 @@ def _failures(prefix: Path, decisions: Path, images: Path | None,
         where = f"track {d['item_id']} frame {round(d['t_cross'] * fps)} y={d['y']:.3f} bbox={[round(v) for v in d['bbox']]}"
         if near:
             it = gt[min(near, key=lambda i: abs(gt[i]["y"] - d["y"]))]
-            kind = "duplicate, multi-part cut-out" if _parts(images, it["file"], cache) > 1 else "duplicate"
-            out.append((kind, f"{where} of item {it['item']} {it['file']} cutout={it['cutout']}", it["file"]))
+            multi = it.get("file") is not None and _parts(images, it["file"], cache) > 1
+            kind = "duplicate, multi-part cut-out" if multi else "duplicate"
+            out.append((kind, f"{where} of item {it['item']} {it.get('file', '-')} cutout={it.get('cutout', '-')}",
+                        it.get("file")))
         else:
             out.append(("phantom", where, None))
     return out

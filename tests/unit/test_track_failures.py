@@ -80,3 +80,19 @@ def test_unseen_items_say_which_tracker_threshold_left_them_out(tmp_path):
     (tmp_path / "bad.jsonl").write_text("{}\n")
     with pytest.raises(ValueError, match="bad.jsonl:1"):
         tool.failures(prefix, tmp_path / "d.jsonl", ignored=tmp_path / "bad.jsonl")
+
+
+def test_hand_labelled_ground_truth_needs_no_photo_names(tmp_path):
+    """Ground truth written by hand for a real recording has no ``file``, ``cutout`` or ``t_enter``."""
+    prefix = tmp_path / "v"
+    (tmp_path / "v.meta.json").write_text(json.dumps({"fps": 30.0, "t_last_frame": 10.0, "belt_speed_px_per_frame": 20}))
+    gt = [{"item": 1, "label": "Mouse", "t_cross": 1.0, "y": 0.2, "frame_at_line": 30, "bbox_at_line": [900, 100, 1000, 200]},
+          {"item": 2, "label": "PCB", "t_cross": 2.0, "y": 0.5, "frame_at_line": 60, "bbox_at_line": [900, 300, 1000, 400]}]
+    (tmp_path / "v.gt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gt))
+    decs = [_dec(1, 1.0, 0.2, [900, 100, 1000, 200]), _dec(2, 1.0, 0.25, [920, 110, 980, 190])]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in decs))
+    (tmp_path / "ig.jsonl").write_text(json.dumps({"camera": "cam0", "seq": 55, "t": 55 / 30, "regions": [
+        {"bbox": [800, 320, 880, 380], "reason": "faint"}]}) + "\n")  # item 2, 5 frames (100 px) before the line
+    rows = load_tool("track_failures").failures(prefix, tmp_path / "d.jsonl", ignored=tmp_path / "ig.jsonl")
+    assert sorted(k for k, _ in rows) == ["duplicate", "missed unseen"]
+    assert dict(rows)["missed unseen"].endswith("- bbox=[900, 300, 1000, 400] track=- left out: faint 1")

@@ -37,7 +37,10 @@ class Annotator:
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int], pipeline: "Pipeline") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AnnotateError(f"{self.path}: cannot make its folder ({exc.strerror or exc}); give a writable path") from exc
         self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
         if not self.writer.isOpened():
             raise AnnotateError(f"{self.path}: cannot write an mp4v video here (check the folder and the name)")

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..config import ConfigError, load_config
     from ..protocol import encode_decision
+    from ..annotate import AnnotateError
     from ..replay import ReplayError, format_summary, replay_files, summary_json
 
     try:
@@ -53,12 +54,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = ignored_log = None
     try:
-        if args.out is not None:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            out = args.out.open("w", encoding="utf-8")
-        if args.ignored_log is not None:
-            args.ignored_log.parent.mkdir(parents=True, exist_ok=True)
-            ignored_log = args.ignored_log.open("w", encoding="utf-8")
+        out = _writable("--out", args.out)
+        ignored_log = _writable("--ignored-log", args.ignored_log)
 
         def write(d) -> None:  # noqa: ANN001
             if out is not None:
@@ -69,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
                                on_track_step=None if ignored_log is None else _ignored_writer(ignored_log))
     except ReplayError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except AnnotateError as exc:
+        print(f"error: --annotate {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -83,6 +83,17 @@ def run(args: argparse.Namespace) -> int:
     if args.summary_json is not None:
         args.summary_json.write_text(summary_json(summary) + "\n")
     return 1 if summary.errors else 0
+
+
+def _writable(flag: str, path: Path | None):  # noqa: ANN202
+    """``path`` opened for writing (its folder made), None for None; an OSError that names the flag."""
+    if path is None:
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise OSError(f"{flag} {path}: cannot write there ({exc.strerror or exc}); give a writable path") from exc
 
 
 def _ignored_writer(f):  # noqa: ANN001, ANN202

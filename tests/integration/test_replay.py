@@ -117,6 +117,18 @@ def test_cli_replay_bad_video_names_the_file(tmp_path, monkeypatch, capsys, make
     assert rc == 1 and str(bad) in err and needle in err
 
 
+@pytest.mark.parametrize("flag,name,needle", [("--out", "x.jsonl", "cannot write there"),
+                                               ("--ignored-log", "x.jsonl", "cannot write there"),
+                                               ("--annotate", "x.mp4", "cannot make its folder")])
+def test_cli_replay_unwritable_output_names_the_flag(video, tmp_path, monkeypatch, capsys, flag, name, needle):
+    monkeypatch.setattr("ewaste_stream.commands.replay._load_model", lambda cfg: ColourClassifier())
+    (tmp_path / "file").write_text("")
+    bad = tmp_path / "file" / name  # its folder is a file
+    assert main(["replay", str(video), flag, str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {flag} {bad}: {needle}" in err and "Traceback" not in err
+
+
 def test_truncated_video_keeps_decisions_and_fails(video, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("ewaste_stream.commands.replay._load_model", lambda cfg: ColourClassifier())
     data = video.read_bytes()

@@ -470,7 +470,8 @@ def yaml_key_lines(path: str | Path) -> dict[tuple, int]:
 
 def check_paths(config: Config, lines: dict[tuple, int] | None = None) -> list[ConfigProblem]:
     """Checks that need the file system (``check-config`` and ``run``; not the schema):
-    the model folder, file sources and CURVE key files must exist."""
+    the model folder, file sources and CURVE key files must exist, and the decision log and
+    the log file must be files this user can write or create."""
     out: list[ConfigProblem] = []
     found = _check_path_values(config)
     for key, msg in found:
@@ -498,4 +499,27 @@ def _check_path_values(config: Config) -> list[tuple[str, str]]:
                     "create keys with `ewaste-stream keys --out DIR --name server`"))
     if pub.curve_allowed_clients is not None and not pub.curve_allowed_clients.is_dir():
         out.append(("publish.curve_allowed_clients", f"folder {str(pub.curve_allowed_clients)!r} does not exist"))
+    for key, path, what in (("publish.decisions_log", pub.decisions_log, "decisions would not be logged for catch-up"),
+                            ("logging.file", config.logging.file, "the daemon's log would be lost")):
+        problem = None if path is None else _write_problem(path)
+        if problem is not None:
+            out.append((key, f"{problem}: {what}; give a writable path (or null)"))
     return out
+
+
+def _write_problem(path: Path) -> str | None:
+    """Why this user cannot write ``path`` (a file, made with its folders when missing), or None."""
+    import os
+
+    if path.exists():
+        if path.is_dir():
+            return f"{str(path)!r} is a folder"
+        return None if os.access(path, os.W_OK) else f"{str(path)!r} is not writable by this user"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{str(parent)!r} is a file, so {str(path)!r} cannot be made under it"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{str(path)!r} cannot be made: {str(parent)!r} is not writable by this user"
+    return None

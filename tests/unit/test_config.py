@@ -110,6 +110,20 @@ def test_check_paths_names_missing_files_with_lines(tmp_path):
     assert "does not exist" in str(problems[0])
 
 
+def test_check_paths_names_an_unwritable_decision_log_and_log_file(tmp_path):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "adir").mkdir()
+    p = _write(tmp_path, f"publish:\n  decisions_log: {tmp_path / 'afile' / 'd.jsonl'}\n"
+                         f"logging:\n  file: {tmp_path / 'adir'}\n")
+    problems = check_paths(load_config(p), yaml_key_lines(p))
+    assert [(x.key, x.line) for x in problems] == [("publish.decisions_log", 2), ("logging.file", 4)]
+    assert "is a file, so" in str(problems[0]) and "catch-up" in str(problems[0])
+    assert "is a folder" in str(problems[1])
+    ok = _write(tmp_path, f"publish:\n  decisions_log: {tmp_path / 'new' / 'deeper' / 'd.jsonl'}\n"
+                          f"logging:\n  file: {tmp_path / 'adir' / 'x.log'}\n")
+    assert check_paths(load_config(ok)) == []  # missing folders are made at start
+
+
 def _leaf_keys(model: type[BaseModel]) -> set[str]:
     out = set()
     for name, field in model.model_fields.items():

@@ -4,7 +4,7 @@ Threads: one capture thread per camera (drop-oldest queues), the detector thread
 (:class:`DetectorStage`: belt model and item mask of every frame, earliest frame first), the
 pipeline loop (tracking, views, votes, decisions; the thread that calls ``run``, normally the
 main thread), the pipeline's classifier thread, the publisher thread (owns the PUB socket),
-the HTTP health thread. The pipeline thread never touches a socket and never waits for a
+the HTTP health thread (``/snapshot.jpg`` is drawn on the pipeline thread, when asked). The pipeline thread never touches a socket and never waits for a
 subscriber. When the pipeline falls behind, the detector waits with no frame in hand (at most
 ``LIVE_ANALYSIS_AHEAD`` detected frames wait for the pipeline) and the capture queues drop
 their oldest frames, counted.
@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 from loguru import logger
 
 from .ahead import DONE, AheadStage
+from .annotate import FrameGrabber, Overlay, overlay_jpeg
 from .clock import Clock, MonotonicClock, StreamClock
 from .config import Config
 from .decision_log import JsonlDecisionLog
@@ -165,6 +166,9 @@ class Daemon:
         factory = pipeline_factory or _default_pipeline_factory()
         timed = TimedClassifier(classifier, self.metrics.observe_batch)
         self.pipeline = factory(config, timed, self.boot_id, self._on_decision, self._on_status)
+        self.overlay = Overlay(self.pipeline) if hasattr(self.pipeline, "last_seen") else None  # a stand-in has none
+        self.snapshots = (FrameGrabber([c.id for c in config.cameras], overlay_jpeg(self.overlay))
+                          if config.metrics.listen and config.metrics.snapshot else None)
         self.detector = DetectorStage(self.mux, getattr(self.pipeline, "analyse", None), self._detect_failed)
         self.http: HealthServer | None = None
 
@@ -197,7 +201,7 @@ class Daemon:
                 self.publisher.start()
             if self.config.metrics.listen:
                 host, _, port = self.config.metrics.listen.rpartition(":")
-                self.http = HealthServer(host, int(port), self.metrics).start()
+                self.http = HealthServer(host, int(port), self.metrics, self.snapshots).start()
             for src, cam in zip(self.sources, self.config.cameras):
                 src.start(require_open=cam.on_open_failure == "exit")
                 logger.info(f"camera {src.camera}: {src.spec.redacted()} ({src.spec.kind}, {src.fps:.1f} fps)")
@@ -243,6 +247,9 @@ class Daemon:
                 self.pipeline.process(frame, analysis=analysis)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the line
             self._stage_error("pipeline", frame, exc)
+            return
+        if self.snapshots is not None:
+            self.snapshots.serve(frame)  # only when /snapshot.jpg asked for this camera
 
     def _detect_failed(self, frame: Frame, exc: Exception) -> None:
         self._stage_error("detector", frame, exc)  # on the detector's thread
@@ -352,6 +359,8 @@ class Daemon:
         if d.wall_decided is None:
             d = dataclasses.replace(d, wall_decided=self._wall())
         self.last_seq = d.seq
+        if self.overlay is not None:
+            self.overlay.note((d,))
         self.sinks(d)
 
     def _observe(self, d: Decision) -> None:

@@ -269,6 +269,7 @@ class PublishSection(_Section):
 
 class MetricsSection(_Section):
     listen: str | None = "127.0.0.1:9108"  # HOST:PORT for /healthz and /metrics; null disables
+    snapshot: bool = True  # also /snapshot.jpg?camera=ID: the latest frame with the pipeline's boxes
     # health is "degraded" while a camera's queue dropped at least this fraction of its frames over the
     # last 10 s (the pipeline is behind; a decision published after its deadline does the same); null: off
     degraded_dropped_fraction: float | None = Field(0.25, gt=0, le=1)

@@ -16,6 +16,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Sequence
+from urllib.parse import parse_qs
 
 import numpy as np
 from loguru import logger
@@ -162,10 +163,11 @@ class TimedClassifier:
 
 
 class HealthServer:
-    """``/healthz`` + ``/metrics`` on a small threaded HTTP server (own thread)."""
+    """``/healthz`` + ``/metrics`` on a small threaded HTTP server (own thread); with ``snapshots``
+    (an ``annotate.FrameGrabber``) also ``/snapshot.jpg?camera=ID``."""
 
-    def __init__(self, host: str, port: int, metrics: DaemonMetrics) -> None:
-        handler = _make_handler(metrics)
+    def __init__(self, host: str, port: int, metrics: DaemonMetrics, snapshots: Any = None) -> None:
+        handler = _make_handler(metrics, snapshots)
         try:
             self._httpd = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -186,10 +188,13 @@ class HealthServer:
         self._thread.join(2.0)
 
 
-def _make_handler(metrics: DaemonMetrics) -> type[BaseHTTPRequestHandler]:
+SNAPSHOT_WAIT_S = 2.0  # /snapshot.jpg waits this long for the camera's next processed frame
+
+
+def _make_handler(metrics: DaemonMetrics, snapshots: Any = None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server API)
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             try:
                 if path == "/metrics":
                     self._reply(200, metrics.render(), CONTENT_TYPE)
@@ -197,11 +202,30 @@ def _make_handler(metrics: DaemonMetrics) -> type[BaseHTTPRequestHandler]:
                     snap = metrics.snapshot()
                     code = 200 if snap.get("status") == "ok" else 503
                     self._reply(code, json.dumps(snap, indent=1, default=str).encode(), "application/json")
+                elif path == "/snapshot.jpg":
+                    self._snapshot(parse_qs(query).get("camera", [None])[0])
                 else:
-                    self._reply(404, b"try /healthz or /metrics\n", "text/plain")
+                    self._reply(404, b"try /healthz, /metrics or /snapshot.jpg?camera=ID\n", "text/plain")
             except Exception as exc:  # noqa: BLE001 - a scrape must never take the daemon down
                 logger.error(f"health endpoint {path}: {exc}")
                 self._reply(500, f"error: {exc}\n".encode(), "text/plain")
+
+        def _snapshot(self, camera: str | None) -> None:
+            if snapshots is None:
+                self._reply(404, b"snapshots are off (metrics.snapshot: false)\n", "text/plain")
+                return
+            camera = camera or snapshots.cameras[0]
+            try:
+                jpeg = snapshots.request(camera, SNAPSHOT_WAIT_S)
+            except KeyError:
+                self._reply(404, f"no camera {camera!r}; cameras: {', '.join(snapshots.cameras)}\n".encode(),
+                            "text/plain")
+                return
+            if jpeg is None:
+                self._reply(503, f"no frame from {camera} processed within {SNAPSHOT_WAIT_S:g} s (camera down, "
+                                 "or the daemon stopping)\n".encode(), "text/plain")
+            else:
+                self._reply(200, jpeg, "image/jpeg")
 
         def _reply(self, code: int, body: bytes, ctype: str) -> None:
             self.send_response(code)

@@ -108,6 +108,42 @@ def test_daemon_source_late_gone_and_back_with_health(tmp_path):
     assert 'ewaste_decisions_total{label="Mouse",reject_reason=""}' in metrics
 
 
+@pytest.mark.parametrize("snapshot", [True, False])
+def test_daemon_serves_the_latest_frame_with_its_overlay(tmp_path, snapshot):
+    """``/snapshot.jpg``: the camera's next processed frame with the pipeline's overlay (the real
+    pipeline on the sample video: the cyan decision line at 0.75 of the width); an unknown camera
+    is a 404 naming the cameras; ``metrics.snapshot: false`` turns it off."""
+    import cv2
+    import numpy as np
+
+    video = REPO / "samples" / "belt_val_demo.cam0.mp4"
+    cfg = _config(tmp_path, video)
+    cfg = cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"snapshot": snapshot})})
+    daemon = Daemon(cfg, StubClassifier())
+    daemon.start()
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    base = f"http://127.0.0.1:{daemon.http.port}"
+    try:
+        assert _until(lambda: daemon.last_seq >= 3, 60)
+        code, body = _get(base + "/snapshot.jpg")
+        other = _get(base + "/snapshot.jpg?camera=nope")
+    finally:
+        daemon.request_stop("test")
+        runner.join(30)
+    if not snapshot:
+        assert code == 404 and b"metrics.snapshot: false" in body
+        return
+    assert code == 200
+    img = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    w = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_WIDTH))
+    assert img.shape[1] == w
+    col = img[:, int(0.75 * w) - 3:int(0.75 * w) + 4].astype(int)  # the line, drawn in cyan (BGR 255, 255, 0)
+    cyan = (col[..., 0] > 180) & (col[..., 1] > 180) & (col[..., 2] < 90)
+    assert cyan.any(axis=1).mean() > 0.8
+    assert other[0] == 404 and b"cameras: cam0" in other[1]
+
+
 class _DetectorFailsOnFrame3(StubPipeline):
     """Records which thread detects; frame 3's detection raises."""
 

@@ -39,20 +39,61 @@ class ViewJob:
     quality: float = 1.0
 
 
-def square_crop(image_bgr: np.ndarray, bbox: BBox, margin: float = 0.15) -> np.ndarray:
-    """RGB uint8 square around ``bbox`` (side = longest side x (1 + 2 margin)), reflected at edges."""
-    h, w = image_bgr.shape[:2]
+def crop_window(bbox: BBox, margin: float = 0.15) -> tuple[int, int, int, int]:
+    """The square (x0, y0, x1, y1, image px) around ``bbox``: side = longest side x (1 + 2 margin).
+    It may reach past the image (``cut_window`` reflects there)."""
     x0, y0, x1, y1 = bbox
     side = max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin)
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
     half = max(2.0, side / 2.0)
-    a0, b0 = int(round(cx - half)), int(round(cy - half))
-    a1, b1 = int(round(cx + half)), int(round(cy + half))
+    return int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half))
+
+
+def cut_window(image: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    """``image`` (any channels) inside ``window``, reflected at the image's edges."""
+    h, w = image.shape[:2]
+    a0, b0, a1, b1 = window
+    return reflect_out(image[max(0, b0):min(h, b1), max(0, a0):min(w, a1)], (h, w), window)
+
+
+def reflect_out(sub: np.ndarray, size_hw: tuple[int, int], window: tuple[int, int, int, int]) -> np.ndarray:
+    """``sub`` (the part of ``window`` inside an image of ``size_hw``) grown to the whole window,
+    reflected where the window reaches past the image."""
+    h, w = size_hw
+    a0, b0, a1, b1 = window
     px0, py0, px1, py1 = max(0, -a0), max(0, -b0), max(0, a1 - w), max(0, b1 - h)
-    sub = image_bgr[max(0, b0):min(h, b1), max(0, a0):min(w, a1)]
     if px0 or py0 or px1 or py1:
         sub = cv2.copyMakeBorder(sub, py0, py1, px0, px1, cv2.BORDER_REFLECT)
-    return cv2.cvtColor(sub, cv2.COLOR_BGR2RGB)
+    return sub
+
+
+def square_crop(image_bgr: np.ndarray, bbox: BBox, margin: float = 0.15) -> np.ndarray:
+    """RGB uint8 square around ``bbox`` (side = longest side x (1 + 2 margin)), reflected at edges."""
+    return cv2.cvtColor(cut_window(image_bgr, crop_window(bbox, margin)), cv2.COLOR_BGR2RGB)
+
+
+def paint_others(crop: np.ndarray, others: np.ndarray, own: np.ndarray, grow_px: int, own_grow_px: int = 0
+                 ) -> np.ndarray:
+    """The crop with the other items' pixels painted the belt's colour, so the classifier sees one item.
+
+    ``others`` / ``own``: uint8 masks of the crop (1 = another track's pixels / this item's). The
+    others are grown by ``grow_px`` (their blurred edges and shadows), minus this item grown by
+    ``own_grow_px``; they get the median colour of the pixels that are neither (the belt around the
+    item). Returned unchanged when nothing is to be painted or too little belt is left to tell its
+    colour (under 5 % of the crop)."""
+    if not others.any():
+        return crop
+    if grow_px > 0:
+        others = cv2.dilate(others, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * grow_px + 1,) * 2))
+    if own_grow_px > 0:
+        own = cv2.dilate(own, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * own_grow_px + 1,) * 2))
+    paint = (others > 0) & (own == 0)
+    belt = (others == 0) & (own == 0)
+    if not paint.any() or belt.sum() < 0.05 * belt.size:
+        return crop
+    out = crop.copy()
+    out[paint] = np.median(crop[belt], axis=0).astype(crop.dtype)
+    return out
 
 
 @dataclass(slots=True)

@@ -186,6 +186,9 @@ class BatchingSection(_Section):
     guard_frames: float = Field(8.0, ge=0)  # the last view is taken this many frames of travel before the line
     crop_margin: float = Field(0.15, ge=0, le=1)  # square crop = longest box side x (1 + 2 margin)
     derotate: bool = False  # cut views along the footprint's min-area rectangle (see orient.py)
+    # other tracks' pixels in a view's square crop, grown by this (x frame height), are painted the belt's colour
+    # (batching.paint_others); None: off (also off with derotate)
+    mask_neighbours: float | None = Field(0.0056, ge=0, le=0.1)
     max_inflight: int = Field(4, ge=1, le=64)  # batches queued for the classifier thread before waiting
 
 

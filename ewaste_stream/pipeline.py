@@ -29,10 +29,12 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable
 
+import cv2
 import numpy as np
 from loguru import logger
 
-from .batching import Batch, Batcher, InferenceWorker, ViewJob, ViewSelector, square_crop
+from .batching import (Batch, Batcher, InferenceWorker, ViewJob, ViewSelector, crop_window, cut_window,
+                       paint_others, reflect_out, square_crop)
 from .config import Config, DecisionSection, TrackerSection
 from .decide import DecisionFactory
 from .detect import BeltDetector, FrameAnalysis
@@ -273,7 +275,7 @@ class Pipeline:
             if self._sure(tr.id):
                 self.counts["views_skipped"] += 1
                 continue  # its views so far decide it: another would not change the decision
-            crop = self._crop(frame, view, margin)
+            crop = self._crop(frame, view, margin, tr.id, step)
             self.batcher.add(ViewJob(tr.id, frame.camera, frame.t, crop, SIDE_QUALITY if view.at_side else 1.0))
             self.waiting[tr.id] = self.waiting.get(tr.id, 0) + 1
 
@@ -301,13 +303,21 @@ class Pipeline:
                     self._submit(jobs)
             self._collect(track_id=track_id)
 
-    def _crop(self, frame: Frame, view: CameraView, margin: float) -> np.ndarray:
+    def _crop(self, frame: Frame, view: CameraView, margin: float, track_id: int, step: TrackStep) -> np.ndarray:
+        det = self.detectors[frame.camera]
         if self.config.batching.derotate:
-            det = self.detectors[frame.camera]
             rect = footprint_rect(view.age == 0, view.x0, view.y0, (det.sx, det.sy))
             if rect is not None:
                 return derotated_crop(frame.image, rect, margin)
-        return square_crop(frame.image, view.bbox, margin)
+        grow = self.config.batching.mask_neighbours
+        if grow is None:
+            return square_crop(frame.image, view.bbox, margin)
+        window = crop_window(view.bbox, margin)
+        crop = cv2.cvtColor(cut_window(frame.image, window), cv2.COLOR_BGR2RGB)
+        own, others = _window_masks(window, frame, track_id, step, (det.sx, det.sy))
+        size = (frame.height, frame.width)
+        return paint_others(crop, reflect_out(others, size, window), reflect_out(own, size, window),
+                            int(round(grow * frame.height)), int(round(det.sx)))
 
     def _urgent(self, step: TrackStep) -> set[int]:
         """Tracks whose decision is due now or within the next two frames."""
@@ -419,6 +429,32 @@ class Pipeline:
             self.on_status(StatusEvent(kind, source, max(0.0, t), detail))
         except Exception as exc:  # noqa: BLE001
             logger.error(f"status sink failed: {exc}")
+
+
+def _window_masks(window: tuple[int, int, int, int], frame: Frame, track_id: int, step: TrackStep,
+                  scale: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 masks of the part of ``window`` inside the picture: the pixels of track ``track_id``
+    and of the other tracks this step saw in that camera, from their footprints (the cells they
+    covered this frame, at the detector's scale)."""
+    a0, b0 = max(0, window[0]), max(0, window[1])
+    a1, b1 = min(frame.width, window[2]), min(frame.height, window[3])
+    own = np.zeros((max(0, b1 - b0), max(0, a1 - a0)), np.uint8)
+    others = np.zeros_like(own)
+    sx, sy = scale
+    for tr, view in step.seen:
+        x0, y0, x1, y1 = view.bbox
+        if view.camera != frame.camera or x1 <= a0 or x0 >= a1 or y1 <= b0 or y0 >= b1:
+            continue
+        cells = (view.age == 0).view(np.uint8)
+        h, w = cells.shape
+        fx0, fy0 = int(round(view.x0 * sx)), int(round(view.y0 * sy))
+        big = cv2.resize(cells, (int(round(w * sx)), int(round(h * sy))), interpolation=cv2.INTER_NEAREST)
+        c0, r0 = max(a0, fx0), max(b0, fy0)
+        c1, r1 = min(a1, fx0 + big.shape[1]), min(b1, fy0 + big.shape[0])
+        if c1 > c0 and r1 > r0:
+            target = own if tr.id == track_id else others
+            target[r0 - b0:r1 - b0, c0 - a0:c1 - a0] |= big[r0 - fy0:r1 - fy0, c0 - fx0:c1 - fx0]
+    return own, others
 
 
 def _pct(x: np.ndarray, q: float) -> float | None:

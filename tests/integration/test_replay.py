@@ -129,6 +129,39 @@ def test_cli_replay_unwritable_output_names_the_flag(video, tmp_path, monkeypatc
     assert f"error: {flag} {bad}: {needle}" in err and "Traceback" not in err
 
 
+class _Recording(ColourClassifier):
+    """ColourClassifier that keeps every crop it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crops: list[np.ndarray] = []
+
+    def predict(self, crops):  # noqa: ANN001, ANN201
+        self.crops.extend(c.copy() for c in crops)
+        return super().predict(crops)
+
+
+@pytest.mark.parametrize("mask", [0.0056, None])
+def test_a_neighbour_in_an_items_crop_is_painted_the_belts_colour(tmp_path, mask):
+    """Two items side by side, 14 px apart: the square crop of the first reaches into the second.
+    With ``batching.mask_neighbours`` the classifier sees none of the second's colour in it."""
+    items = [SynthItem(1, cx=-60.0, cy=70.0, w=70, h=44, angle=0.0, cls=0),
+             SynthItem(2, cx=-60.0, cy=70.0 + 44 + 14, w=70, h=44, angle=0.0, cls=1)]
+    video = write_video(tmp_path / "pair.mp4", frames=60, items=items)
+    clf = _Recording()
+    cfg = Config.model_validate({"detector": {"min_area": 300}, "batching": {"mask_neighbours": mask}})
+    s = replay_files([video], cfg, clf)
+    assert s.decisions == 2 and sorted(s.labels) == ["class0", "class1"]
+    first = [c for c in clf.crops if np.abs(c[c.shape[0] // 2, c.shape[1] // 2].astype(int) - (230, 200, 40)).max() < 40]
+    assert first  # crops of item 1 (its colour at the centre, RGB)
+    other = np.array((40, 120, 230))  # item 2's colour, RGB
+    seen = [int((np.abs(c.astype(int) - other).max(axis=2) < 40).sum()) for c in first]
+    if mask is None:
+        assert min(seen) > 50  # the neighbour reaches into every crop of item 1
+    else:
+        assert max(seen) == 0
+
+
 def test_truncated_video_keeps_decisions_and_fails(video, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("ewaste_stream.commands.replay._load_model", lambda cfg: ColourClassifier())
     data = video.read_bytes()

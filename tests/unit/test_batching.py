@@ -54,6 +54,56 @@ def test_square_crop_is_rgb_square_and_reflects_at_edges():
     assert crop[..., 2].min() == 255 and crop[..., 0].max() == 0  # RGB: blue last
 
 
+def _scene():
+    """A 40 x 40 crop: grey belt (60), this item (200) on the left, another (120) at the right edge."""
+    crop = np.full((40, 40, 3), 60, np.uint8)
+    own, others = np.zeros((40, 40), np.uint8), np.zeros((40, 40), np.uint8)
+    crop[10:30, 5:25], own[10:30, 5:25] = 200, 1
+    crop[0:40, 32:40], others[0:40, 32:40] = 120, 1
+    crop[0:40, 30:32] = 90  # the neighbour's blurred edge, outside its mask
+    return crop, own, others
+
+
+@pytest.mark.parametrize("grow,own_grow,expect", [
+    (0, 0, {"edge": 90, "other": 60}),  # its mask only: the blurred edge stays
+    (2, 0, {"edge": 60, "other": 60}),  # grown 2 px: the edge goes too
+    (8, 0, {"edge": 60, "other": 60}),  # grown into this item: the item is kept
+])
+def test_paint_others_paints_neighbours_the_belts_colour_and_keeps_the_item(grow, own_grow, expect):
+    from ewaste_stream.batching import paint_others
+
+    crop, own, others = _scene()
+    out = paint_others(crop, others, own, grow, own_grow)
+    assert out[20, 36, 0] == expect["other"] and out[20, 30, 0] == expect["edge"]
+    assert (out[10:30, 5:25] == 200).all()  # this item untouched
+    assert out[2, 2, 0] == 60  # the belt too
+    assert crop[20, 36, 0] == 120  # the input is not changed
+
+
+def test_paint_others_leaves_the_crop_when_there_is_no_neighbour_or_no_belt_to_take_the_colour_from():
+    from ewaste_stream.batching import paint_others
+
+    crop, own, others = _scene()
+    assert paint_others(crop, np.zeros_like(others), own, 4) is crop
+    crowded = np.ones_like(others)
+    crowded[10:30, 5:25] = 0
+    assert paint_others(crop, crowded, own, 0, 2) is crop  # no belt left in view: nothing to paint with
+
+
+def test_cut_window_reflects_like_square_crop_for_masks_too():
+    from ewaste_stream.batching import crop_window, cut_window, reflect_out
+
+    img = np.arange(100 * 200, dtype=np.int32).reshape(100, 200) % 251
+    img = img.astype(np.uint8)
+    win = crop_window((-5.0, 80.0, 30.0, 110.0), 0.1)  # past the left and the bottom edge
+    whole = cut_window(img, win)
+    assert whole.shape == (win[3] - win[1], win[2] - win[0])
+    inside = img[max(0, win[1]):min(100, win[3]), max(0, win[0]):min(200, win[2])]
+    assert np.array_equal(reflect_out(inside, img.shape, win), whole)
+    rgb = square_crop(np.dstack([img] * 3), (-5.0, 80.0, 30.0, 110.0), 0.1)
+    assert np.array_equal(rgb[..., 0], whole)
+
+
 class _Clf:
     class_names = ("a", "b")
     name = "t"

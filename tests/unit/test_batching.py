@@ -90,6 +90,17 @@ def test_paint_others_leaves_the_crop_when_there_is_no_neighbour_or_no_belt_to_t
     assert paint_others(crop, crowded, own, 0, 2) is crop  # no belt left in view: nothing to paint with
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_the_belts_colour_is_the_lower_median_of_the_pixels_under_the_mask(seed):
+    from ewaste_stream.batching import _median_colour
+
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (20, 30 + seed, 3), np.uint8)  # odd and even pixel counts
+    mask = (rng.random(img.shape[:2]) < 0.5).astype(np.uint8)
+    px = np.sort(img[mask > 0], axis=0)
+    assert _median_colour(img, mask).tolist() == px[(len(px) - 1) // 2].tolist()
+
+
 def test_cut_window_reflects_like_square_crop_for_masks_too():
     from ewaste_stream.batching import crop_window, cut_window, reflect_out
 

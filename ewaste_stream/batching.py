@@ -37,6 +37,12 @@ class ViewJob:
     t: float
     crop: np.ndarray = field(repr=False, compare=False)  # RGB uint8
     quality: float = 1.0
+    # (others, own, grow_px, own_grow_px): painted out of the crop (paint_others) on the classifier's thread
+    paint: tuple[np.ndarray, np.ndarray, int, int] | None = field(default=None, repr=False, compare=False)
+
+    def image(self) -> np.ndarray:
+        """What the classifier sees: the crop, with the other items painted out when asked."""
+        return self.crop if self.paint is None else paint_others(self.crop, *self.paint)
 
 
 def crop_window(bbox: BBox, margin: float = 0.15) -> tuple[int, int, int, int]:
@@ -235,7 +241,7 @@ class InferenceWorker:
             return
         t0 = time.perf_counter()
         try:
-            probs = np.asarray(self.classifier.predict([j.crop for j in jobs]), dtype=np.float32)
+            probs = np.asarray(self.classifier.predict([j.image() for j in jobs]), dtype=np.float32)
             if probs.shape[0] != len(jobs):
                 raise ValueError(f"classifier returned {probs.shape[0]} rows for {len(jobs)} crops")
             fut.set_result(probs)

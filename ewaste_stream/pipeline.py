@@ -33,8 +33,8 @@ import cv2
 import numpy as np
 from loguru import logger
 
-from .batching import (Batch, Batcher, InferenceWorker, ViewJob, ViewSelector, crop_window, cut_window,
-                       paint_others, reflect_out, square_crop)
+from .batching import (Batch, Batcher, InferenceWorker, ViewJob, ViewSelector, crop_window, cut_window, reflect_out,
+                       square_crop)
 from .config import Config, DecisionSection, TrackerSection
 from .decide import DecisionFactory
 from .detect import BeltDetector, FrameAnalysis
@@ -275,8 +275,8 @@ class Pipeline:
             if self._sure(tr.id):
                 self.counts["views_skipped"] += 1
                 continue  # its views so far decide it: another would not change the decision
-            crop = self._crop(frame, view, margin, tr.id, step)
-            self.batcher.add(ViewJob(tr.id, frame.camera, frame.t, crop, SIDE_QUALITY if view.at_side else 1.0))
+            crop, paint = self._crop(frame, view, margin, tr.id, step)
+            self.batcher.add(ViewJob(tr.id, frame.camera, frame.t, crop, SIDE_QUALITY if view.at_side else 1.0, paint))
             self.waiting[tr.id] = self.waiting.get(tr.id, 0) + 1
 
     def _sure(self, track_id: int) -> bool:
@@ -303,21 +303,27 @@ class Pipeline:
                     self._submit(jobs)
             self._collect(track_id=track_id)
 
-    def _crop(self, frame: Frame, view: CameraView, margin: float, track_id: int, step: TrackStep) -> np.ndarray:
+    def _crop(self, frame: Frame, view: CameraView, margin: float, track_id: int, step: TrackStep
+              ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, int, int] | None]:
+        """A view's crop, and what to paint out of it on the classifier's thread (the other items
+        that reach into it: ``batching.mask_neighbours``), or None. The masks are read here, from
+        the tracker as it is in this step."""
         det = self.detectors[frame.camera]
         if self.config.batching.derotate:
             rect = footprint_rect(view.age == 0, view.x0, view.y0, (det.sx, det.sy))
             if rect is not None:
-                return derotated_crop(frame.image, rect, margin)
+                return derotated_crop(frame.image, rect, margin), None
         grow = self.config.batching.mask_neighbours
         if grow is None:
-            return square_crop(frame.image, view.bbox, margin)
+            return square_crop(frame.image, view.bbox, margin), None
         window = crop_window(view.bbox, margin)
         crop = cv2.cvtColor(cut_window(frame.image, window), cv2.COLOR_BGR2RGB)
         own, others = _window_masks(window, frame, track_id, step, (det.sx, det.sy))
+        if not others.any():
+            return crop, None
         size = (frame.height, frame.width)
-        return paint_others(crop, reflect_out(others, size, window), reflect_out(own, size, window),
-                            int(round(grow * frame.height)), int(round(det.sx)))
+        return crop, (reflect_out(others, size, window), reflect_out(own, size, window),
+                      int(round(grow * frame.height)), int(round(det.sx)))
 
     def _urgent(self, step: TrackStep) -> set[int]:
         """Tracks whose decision is due now or within the next two frames."""

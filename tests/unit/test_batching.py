@@ -80,6 +80,22 @@ def test_paint_others_paints_neighbours_the_belts_colour_and_keeps_the_item(grow
     assert crop[20, 36, 0] == 120  # the input is not changed
 
 
+def test_a_view_job_is_painted_when_the_classifier_takes_it():
+    """The masks travel with the job; the worker's thread paints (``ViewJob.image``)."""
+    crop, own, others = _scene()
+    seen = []
+
+    class Clf(_Clf):
+        def predict(self, crops):
+            seen.extend(c.copy() for c in crops)
+            return super().predict(crops)
+
+    w = InferenceWorker(Clf(), inline=True)
+    w.submit([ViewJob(1, "cam0", 0.0, crop, 1.0, (others, own, 2, 0)), ViewJob(2, "cam0", 0.0, crop)])
+    assert seen[0][20, 36, 0] == 60 and seen[1][20, 36, 0] == 120  # painted / as cut
+    assert crop[20, 36, 0] == 120
+
+
 def test_paint_others_leaves_the_crop_when_there_is_no_neighbour_or_no_belt_to_take_the_colour_from():
     from ewaste_stream.batching import paint_others
 

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from loguru import logger
 
-from .batching import (Batch, Batcher, InferenceWorker, ViewJob, ViewSelector, crop_window, cut_window, reflect_out,
+from .batching import (Batch, Batcher, InferenceWorker, ViewJob, ViewSelector, crop_window, reflect_out,
                        square_crop)
 from .config import Config, DecisionSection, TrackerSection
 from .decide import DecisionFactory
@@ -313,11 +313,11 @@ class Pipeline:
             rect = footprint_rect(view.age == 0, view.x0, view.y0, (det.sx, det.sy))
             if rect is not None:
                 return derotated_crop(frame.image, rect, margin), None
+        crop = square_crop(frame.image, view.bbox, margin)
         grow = self.config.batching.mask_neighbours
         if grow is None:
-            return square_crop(frame.image, view.bbox, margin), None
-        window = crop_window(view.bbox, margin)
-        crop = cv2.cvtColor(cut_window(frame.image, window), cv2.COLOR_BGR2RGB)
+            return crop, None
+        window = crop_window(view.bbox, margin)  # the square that crop was cut from
         own, others = _window_masks(window, frame, track_id, step, (det.sx, det.sy))
         if not others.any():
             return crop, None

@@ -74,14 +74,10 @@ def video_views(prefix: str | Path, class_names: Sequence[str], frames: int, ste
         raise DatasetError(f"--videos {prefix}: made of {images}, the val photos; make training videos of the "
                            "train photos (tools/make_belt_video.py --images .../train)")
     views = item_views(rows, class_names, float(meta["belt_speed_px_per_frame"]), int(meta["width"]), frames, step)
-    by_frame: dict[int, list[ItemView]] = {}
-    for v in views:
-        by_frame.setdefault(v.frame, []).append(v)
-    crops = cut_boxes(f"{prefix}.cam0.mp4", {f: [v.box for v in vs] for f, vs in by_frame.items()})
-    labels = [v.label for f in sorted(by_frame) for v in by_frame[f]][:len(crops)]  # in the crops' order
-    if not crops:
+    cut = cut_boxes(f"{prefix}.cam0.mp4", [(v.frame, v.box) for v in views])
+    if not cut:
         raise DatasetError(f"--videos {prefix}: no item view could be cut (is {prefix}.cam0.mp4 a readable video?)")
-    return crops, np.array(labels, dtype=np.int64)
+    return [c for _, c in cut], np.array([views[i].label for i, _ in cut], dtype=np.int64)
 
 
 def penultimate(model, info, crops: Sequence[np.ndarray], batch: int = 64) -> np.ndarray:

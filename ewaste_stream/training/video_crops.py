@@ -47,40 +47,41 @@ def crop_padded(img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return np.ascontiguousarray(img[y0 + pad:y1 + pad, x0 + pad:x1 + pad])
 
 
-def cut_boxes(video: str | Path, boxes_by_frame: dict[int, Sequence[Sequence[int]]]) -> list[np.ndarray]:
-    """RGB square crops (:func:`square_box`, :func:`crop_padded`) of the boxes wanted in each frame
-    of ``video``: frame by frame, and in list order within a frame. Reading stops at the last frame
-    wanted, or earlier where the video ends."""
+def cut_boxes(video: str | Path, boxes: Sequence[tuple[int, Sequence[int]]]) -> list[tuple[int, np.ndarray]]:
+    """``(i, RGB square crop)`` (:func:`square_box`, :func:`crop_padded`) of each ``boxes[i] = (frame,
+    box)`` of ``video`` that could be cut, in reading order (by frame, then by ``i``). Reading stops at
+    the last frame wanted, or earlier where the video ends (the boxes of later frames are left out)."""
     import cv2
 
-    crops = []
+    by_frame: dict[int, list[int]] = {}
+    for i, (frame, _) in enumerate(boxes):
+        by_frame.setdefault(int(frame), []).append(i)
+    out = []
     cap = cv2.VideoCapture(str(video))
     try:
-        idx, last = 0, max(boxes_by_frame, default=-1)
+        idx, last = 0, max(by_frame, default=-1)
         while idx <= last:
-            ok, frame = cap.read()
+            ok, image = cap.read()
             if not ok:
                 break
-            for box in boxes_by_frame.get(idx, ()):
-                crops.append(cv2.cvtColor(crop_padded(frame, square_box(box)), cv2.COLOR_BGR2RGB))
+            for i in by_frame.get(idx, ()):
+                out.append((i, cv2.cvtColor(crop_padded(image, square_box(boxes[i][1])), cv2.COLOR_BGR2RGB)))
             idx += 1
     finally:
         cap.release()
-    return crops
+    return out
 
 
 def video_set(prefix: str | Path, class_names: Sequence[str]) -> EvalSet:
     rows, meta = read_gt(prefix)
-    wanted: dict[int, list[dict]] = {}
-    for r in rows:
-        if r.get("frame_at_line") is not None and r.get("bbox_at_line") and r["label"] in class_names:
-            wanted.setdefault(int(r["frame_at_line"]), []).append(r)
+    rows = [r for r in rows
+            if r.get("frame_at_line") is not None and r.get("bbox_at_line") and r["label"] in class_names]
     images = Path(meta.get("images", ""))
-    crops = cut_boxes(f"{prefix}.cam0.mp4", {f: [r["bbox_at_line"] for r in rs] for f, rs in wanted.items()})
-    cut = [r for f in sorted(wanted) if f >= 0 for r in wanted[f]][:len(crops)]  # the rows of the crops, in order
-    labels = [class_names.index(r["label"]) for r in cut]
-    sources = [str(images / r["file"]) for r in cut]
-    ids = [f"{Path(str(prefix)).name}#item{r['item']}" for r in cut]
+    cut = cut_boxes(f"{prefix}.cam0.mp4", [(int(r["frame_at_line"]), r["bbox_at_line"]) for r in rows])
+    crops = [c for _, c in cut]
+    labels = [class_names.index(rows[i]["label"]) for i, _ in cut]
+    sources = [str(images / rows[i]["file"]) for i, _ in cut]
+    ids = [f"{Path(str(prefix)).name}#item{rows[i]['item']}" for i, _ in cut]
     if not crops:
         raise DatasetError(f"--video {prefix}: no item crossed the line inside the video")
     return EvalSet(f"video_{Path(str(prefix)).name}", crops, np.array(labels, dtype=np.int64), tuple(sources), tuple(ids))

@@ -32,8 +32,16 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 from ewaste_stream.scoring import T_TOL_FRAMES, Y_TOL, matched_pairs
+
+
+class Failure(NamedTuple):
+    kind: str  # "missed merged", "missed unseen", "duplicate", "duplicate, multi-part cut-out", "phantom"
+    text: str  # where to look: item/track, frame, y, photo, box (and, with an ignored log, the reasons)
+    file: str | None  # the item's photo (None for phantoms)
+    left_out: str | None = None  # unseen with an ignored log: the reason seen most often, or "never a region"
 
 
 def _rows(path: Path) -> list[dict]:
@@ -73,7 +81,7 @@ def _parts(images: Path | None, file: str, cache: dict[str, int]) -> int:
 def failures(prefix: Path, decisions: Path, images: Path | None = None,
              ignored: Path | None = None) -> list[tuple[str, str]]:
     """(class, description) per failure."""
-    return [(kind, text) for kind, text, _ in _failures(prefix, decisions, images, ignored)]
+    return [(f.kind, f.text) for f in _failures(prefix, decisions, images, ignored)]
 
 
 def read_ignored(path: Path, camera: str = "cam0") -> dict[int, list[tuple[list[float], str]]]:
@@ -112,9 +120,9 @@ def by_photo(prefix: Path, decisions: Path, most: int = 10) -> dict[str, list[tu
     return _by_photo(_failures(prefix, decisions, None), most)
 
 
-def _by_photo(rows: list[tuple[str, str, str | None]], most: int) -> dict[str, list[tuple[str, int]]]:
+def _by_photo(rows: list[Failure], most: int) -> dict[str, list[tuple[str, int]]]:
     counts: dict[str, Counter] = {"missed": Counter(), "duplicate": Counter()}
-    for kind, _, file in rows:
+    for kind, _, file, _ in rows:
         key = kind.split()[0].rstrip(",")
         if key in counts and file is not None:
             counts[key][file] += 1
@@ -122,8 +130,8 @@ def _by_photo(rows: list[tuple[str, str, str | None]], most: int) -> dict[str, l
 
 
 def _failures(prefix: Path, decisions: Path, images: Path | None,
-              ignored_log: Path | None = None) -> list[tuple[str, str, str | None]]:
-    """(class, description, photo of the item or None) per failure."""
+              ignored_log: Path | None = None) -> list[Failure]:
+    """One :class:`Failure` per missed item, duplicate and phantom."""
     meta = json.loads(prefix.with_name(prefix.name + ".meta.json").read_text())
     fps, t_last, speed = float(meta["fps"]), float(meta["t_last_frame"]), float(meta["belt_speed_px_per_frame"])
     if meta.get("belt_direction", "left_to_right") != "left_to_right":
@@ -134,20 +142,21 @@ def _failures(prefix: Path, decisions: Path, images: Path | None,
     pairs = matched_pairs(gt, decs, fps)
     matched = set(pairs.values())
     t_tol = T_TOL_FRAMES / fps
-    out: list[tuple[str, str, str | None]] = []
+    out: list[Failure] = []
     cache: dict[str, int] = {}
     for i, it in enumerate(gt):
         if i in matched or it["t_cross"] > t_last:
             continue
         cov = max((_cover(it, d, speed, fps), d["item_id"]) for d in decs) if decs else (0.0, None)
         kind = "missed merged" if cov[0] >= 0.5 else "missed unseen"
-        why = ""
+        why, top = "", None
         if kind == "missed unseen" and ignored is not None:
-            reasons = left_out(it, ignored, speed, fps)
-            why = (" left out: " + ", ".join(f"{k} {n}" for k, n in reasons.most_common())) if reasons else \
-                " never a region"
-        out.append((kind, f"item {it['item']} frame {it['frame_at_line']} y={it['y']:.3f} {it.get('file', '-')} "
-                          f"bbox={it['bbox_at_line']} track={cov[1] if cov[0] >= 0.5 else '-'}{why}", it.get("file")))
+            reasons = left_out(it, ignored, speed, fps).most_common()
+            top = reasons[0][0] if reasons else "never a region"
+            why = (" left out: " + ", ".join(f"{k} {n}" for k, n in reasons)) if reasons else " never a region"
+        out.append(Failure(kind, f"item {it['item']} frame {it['frame_at_line']} y={it['y']:.3f} "
+                                 f"{it.get('file', '-')} bbox={it['bbox_at_line']} "
+                                 f"track={cov[1] if cov[0] >= 0.5 else '-'}{why}", it.get("file"), top))
     for j, d in enumerate(decs):
         if j in pairs or d["t_cross"] > t_last - t_tol:
             continue
@@ -157,10 +166,10 @@ def _failures(prefix: Path, decisions: Path, images: Path | None,
             it = gt[min(near, key=lambda i: abs(gt[i]["y"] - d["y"]))]
             multi = it.get("file") is not None and _parts(images, it["file"], cache) > 1
             kind = "duplicate, multi-part cut-out" if multi else "duplicate"
-            out.append((kind, f"{where} of item {it['item']} {it.get('file', '-')} cutout={it.get('cutout', '-')}",
-                        it.get("file")))
+            out.append(Failure(kind, f"{where} of item {it['item']} {it.get('file', '-')} "
+                                     f"cutout={it.get('cutout', '-')}", it.get("file")))
         else:
-            out.append(("phantom", where, None))
+            out.append(Failure("phantom", where, None))
     return out
 
 
@@ -178,12 +187,11 @@ def main() -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for kind, text, _ in sorted(rows, key=lambda r: r[:2]):
-        print(f"{kind:32s} {text}")
-    print(dict(Counter(kind for kind, _, _ in rows)))
+    for f in sorted(rows, key=lambda r: r[:2]):
+        print(f"{f.kind:32s} {f.text}")
+    print(dict(Counter(f.kind for f in rows)))
     if args.ignored is not None:
-        top = Counter(text.split(" left out: ")[1].split(" ")[0] if " left out: " in text else "never a region"
-                      for kind, text, _ in rows if kind == "missed unseen")
+        top = Counter(f.left_out for f in rows if f.kind == "missed unseen")
         print("unseen items by the reason they were left out most often: " + (", ".join(f"{k} {n}" for k, n in
                                                                                   top.most_common()) or "none"))
     if args.by_photo > 0:

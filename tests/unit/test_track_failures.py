@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_failures_by_photo(tmp_path):
     assert top["missed"] == [("Mouse/m3.jpg", 1)]
 
 
-def test_unseen_items_say_which_tracker_threshold_left_them_out(tmp_path):
+def test_unseen_items_say_which_tracker_threshold_left_them_out(tmp_path, monkeypatch, capsys):
     """``--ignored``: the regions of ``replay --ignored-log`` on an unseen item's path (moved with the
     belt, 36 px a frame) are counted by reason; an item with none was never a region."""
     prefix = tmp_path / "v"
@@ -77,6 +78,10 @@ def test_unseen_items_say_which_tracker_threshold_left_them_out(tmp_path):
                                                                                ignored=tmp_path / "ig.jsonl"))
     assert rows["item 1"].endswith("left out: faint_crowded 2, small_faint 1")  # not the one in place, nor cam1's
     assert rows["item 2"].endswith("never a region")
+    monkeypatch.setattr(sys, "argv", ["track_failures", str(prefix), str(tmp_path / "d.jsonl"),
+                                      "--ignored", str(tmp_path / "ig.jsonl")])
+    assert tool.main() == 0
+    assert "left out most often: faint_crowded 1, never a region 1" in capsys.readouterr().out
     (tmp_path / "bad.jsonl").write_text("{}\n")
     with pytest.raises(ValueError, match="bad.jsonl:1"):
         tool.failures(prefix, tmp_path / "d.jsonl", ignored=tmp_path / "bad.jsonl")

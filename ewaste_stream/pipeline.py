@@ -130,6 +130,8 @@ class Pipeline:
         # new regions the tracker left out, region-frames per reason (all keys from the start: read by other threads)
         self.ignored: dict[str, int] = {why.value: 0 for why in Ignored}
         self.on_track_step: Callable[[Frame, TrackStep], None] | None = None  # each tracker step (diagnostics)
+        # each view as it is sent to the classifier (diagnostics, e.g. tools/refit_head.py; job.image() is what it sees)
+        self.on_view: Callable[[ViewJob], None] | None = None
         self.strides: dict[str, FrameStride] = {}  # per camera, used by the thread that analyses
         self.skipped: dict[str, int] = {}  # frames left out on a slow belt, per camera
         self._high_water = False
@@ -343,6 +345,9 @@ class Pipeline:
             self._apply(self._timed_wait())
         if not self.worker.inflight:
             self._high_water = False
+        if self.on_view is not None:
+            for job in jobs:
+                self.on_view(job)
         self.worker.submit(jobs)
         self.counts["views"] += len(jobs)
 

@@ -143,7 +143,8 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
                  boot_id: str | None = None, on_frame: Callable[[Frame, Any], None] | None = None,
                  stop: threading.Event | None = None, loops: int = 1,
                  drop: tuple[int, int] | None = None,
-                 on_track_step: Callable[[Frame, Any], None] | None = None) -> ReplaySummary:
+                 on_track_step: Callable[[Frame, Any], None] | None = None,
+                 on_view: Callable[[Any], None] | None = None) -> ReplaySummary:
     """Run video files through a fresh :class:`Pipeline`; see the module doc.
 
     Raises ``ReplayError`` (before anything runs) when a file cannot be opened. Errors met
@@ -152,6 +153,8 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
     ``drop=(n, k)`` skips the first ``k`` of every ``n`` frames of each file: the bursts a live
     camera's queue drops while the pipeline is behind, made deterministic (not with ``realtime``).
     ``on_track_step(frame, step)`` sees each tracker step (``track.TrackStep``: e.g. the regions it left out).
+    ``on_view(job)`` sees each view sent to the classifier (``batching.ViewJob``; ``job.image()`` is the
+    crop as the classifier sees it, ``job.track_id`` the ``item_id`` of its decision).
     """
     if drop is not None and (realtime or not 0 <= drop[1] < drop[0]):
         raise ValueError(f"drop={drop}: give (n, k) with 0 <= k < n, and not with realtime (which drops by itself)")
@@ -161,6 +164,7 @@ def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # 
     run = _Replay(infos, config, classifier, boot_id or replay_boot_id(infos, config, str(classifier.sha256)),
                   on_decision, on_status)
     run.pipe.on_track_step = on_track_step
+    run.pipe.on_view = on_view
     stop = stop or threading.Event()
     annotator = None
     if annotate is not None:

@@ -3,26 +3,30 @@
 
 The backbone stays; the head is refitted on what the camera sees (``ewaste_stream/training/head_refit.py``),
 the temperature is refitted on the leak-free val photos + belt crops and the folder written like
-``tools/average_checkpoints.py`` does. Export the int8 graph and measure it before shipping it:
+``tools/average_checkpoints.py`` does. ``--views pipeline`` (the default) replays each video through the
+pipeline with the ``--like`` model and the shipped config and fits on the very crops it classifies (its
+views, the other items painted out), labelled with the item each track was decided as; ``--views line``
+cuts crops at the ground truth's boxes instead. Export the int8 graph and measure it before shipping it:
 
     for s in 901 902 903 904 905 906 907 908; do python tools/make_belt_video.py --images ../shared/datasets/ewaste/train \\
         --out runs/tr/t$s/belt --seconds 20 --fps 60 --size 1280x720 --rate 35 --seed $s; done
     for s in 921 922 923 924; do python tools/make_belt_video.py --images ../shared/datasets/ewaste/train \\
         --out runs/tr360/t$s/belt --seconds 20 --fps 30 --size 640x360 --rate 20 --seed $s; done
-    python tools/refit_head.py --like SOUP --videos runs/tr/t90[1-8]/belt.cam0.mp4 runs/tr360/t92*/belt.cam0.mp4 \\
-        --photos ../shared/datasets/ewaste/train --out runs/refitmix \\
+    python tools/refit_head.py --like BASE --videos runs/tr/t90[1-8]/belt.cam0.mp4 runs/tr360/t92*/belt.cam0.mp4 \\
+        --photos ../shared/datasets/ewaste/train --out runs/refitpv \\
         --data ../shared/datasets/ewaste/val --train-dir ../shared/datasets/ewaste/train
-    ewaste-stream export runs/refitmix --format onnx-int8 --calib ../shared/datasets/ewaste/train
+    ewaste-stream export runs/refitpv --format onnx-int8 --calib ../shared/datasets/ewaste/train
 
-SOUP is the model the shipped head was refitted from, models/default as of 2026-12-06: ``git worktree add /tmp/soup
-120cc5f`` gives it as /tmp/soup/models/default. Today's models/default is the result (models/README.md, "Head refitted
-on belt-video crops").
+The shipped head was made in two such steps (models/README.md, "Head refitted on belt-video crops"): BASE is
+models/default as of a180739 (``git worktree add /tmp/base a180739``: /tmp/base/models/default), itself refitted
+with ``--views line`` from the soup of commit 120cc5f.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -36,8 +40,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="simulated videos of TRAIN photos: PREFIX or PREFIX.cam0.mp4 (with PREFIX.gt.jsonl, .meta.json)")
     ap.add_argument("--photos", help="train photo folder (Class/*.jpg) fitted too, so the photos are not forgotten")
     ap.add_argument("--photo-weight", type=float, default=1.0, help="weight of a photo against a video crop (default 1)")
-    ap.add_argument("--frames", type=int, default=2, help="views per item: at the line and earlier (default 2)")
-    ap.add_argument("--step", type=int, default=10, help="frames between an item's views (default 10)")
+    ap.add_argument("--views", choices=("pipeline", "line"), default="pipeline",
+                    help="pipeline (default): the crops the pipeline classifies when it replays the video with the "
+                         "--like model and the default config (its views, the other items painted out), labelled "
+                         "via the scorer's matching; line: crops cut at the ground truth's boxes, at the line and "
+                         "earlier (--frames, --step), as the head shipped on 2026-12-07 was fitted")
+    ap.add_argument("--frames", type=int, default=2, help="--views line: views per item, at the line and earlier (default 2)")
+    ap.add_argument("--step", type=int, default=10, help="--views line: frames between an item's views (default 10)")
     ap.add_argument("--l2", type=float, default=0.1, help="pull of the head's weights toward the old ones (default 0.1)")
     ap.add_argument("--out", required=True, help="model folder to write (may not be the --like folder)")
     add_recalibration_flags(ap, name_default="the --like folder's")
@@ -49,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     return run_tool(run, args)  # a bad folder, video or photo: named, exit 2, no traceback
 
 
+def refit_version(version: str) -> str:
+    """The version of a refitted head: ``v`` -> ``v-headrefit``, ``v-headrefit`` -> ``v-headrefit2``,
+    ``v-headrefitN`` -> ``v-headrefit<N+1>`` (a refit of a refit does not stack suffixes)."""
+    m = re.fullmatch(r"(.*-headrefit)(\d*)", version)
+    return f"{version}-headrefit" if m is None else f"{m.group(1)}{int(m.group(2) or 1) + 1}"
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -57,14 +73,27 @@ def run(args: argparse.Namespace) -> int:
     from ewaste_stream.training.data import scan_split
     from ewaste_stream.training.datasets import photo_set
     from ewaste_stream.training.finalize import save_recalibrated
-    from ewaste_stream.training.head_refit import penultimate, refit_head, video_prefix, video_views
+    from ewaste_stream.training.head_refit import penultimate, pipeline_views, refit_head, video_prefix, video_views
 
     torch.manual_seed(0)
     model, info = load_torch_model(args.like)
     model = model.float().eval()
+    if args.views == "pipeline":
+        from ewaste_stream.config import load_config
+        from ewaste_stream.model import classifier_from_config
+
+        config = load_config(None)  # the shipped defaults, as `ewaste-stream replay` runs them
+        config = config.model_copy(update={"model": config.model.model_copy(update={"dir": Path(args.like)})})
+        classifier = classifier_from_config(config)  # the runtime the line runs: it picks the views
+
+        def cut(prefix: str):  # noqa: ANN202
+            return pipeline_views(prefix, config, classifier, forbidden_images=Path(args.data))
+    else:
+        def cut(prefix: str):  # noqa: ANN202
+            return video_views(prefix, info.class_names, args.frames, args.step, forbidden_images=Path(args.data))
     feats, labels, weights, counts = [], [], [], {}
     for prefix in args.videos:
-        crops, y = video_views(prefix, info.class_names, args.frames, args.step, forbidden_images=Path(args.data))
+        crops, y = cut(prefix)
         feats.append(penultimate(model, info, crops))
         labels.append(y)
         weights.append(np.ones(len(y), np.float32))
@@ -85,10 +114,12 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or info.name
     base = {"version": info.version, **{k: v for k, v in (info.metrics.get("temperature_fit") or {}).items()
                                         if k in ("averaged_from", "head_refit")}}
-    info = info.model_copy(update={"name": name, "version": f"{info.version}-headrefit", "metrics": {}})
+    info = info.model_copy(update={"name": name, "version": refit_version(info.version), "metrics": {}})
     metrics = save_recalibrated(model, info, args.out, args.data, args.train_dir, args.belt_per_photo, args.belt_seed,
                                 provenance={"head_refit": {"from": str(args.like), "base": base, "views": counts,
-                                                           "frames": args.frames, "step": args.step, "l2": args.l2,
+                                                           "cut": args.views, **({"frames": args.frames, "step": args.step}
+                                                                                 if args.views == "line" else {}),
+                                                           "l2": args.l2,
                                                            "photo_weight": args.photo_weight}})
     print(json.dumps({"temperature_fit": metrics["temperature_fit"], "val": metrics["val"]}, indent=1))
     return 0

@@ -1,5 +1,7 @@
-"""Refit a model's classifier head on what the line's camera sees: crops cut from simulated belt
-videos made of **train** photos (via their ground truth), plus the train photos themselves.
+"""Refit a model's classifier head on what the line's camera sees: crops of simulated belt videos
+made of **train** photos, plus the train photos themselves. The crops are either the pipeline's own
+views (:func:`pipeline_views`: it replays the video, and each crop it classifies is labelled with
+the item its track was decided as) or cut at the ground truth's boxes (:func:`video_views`).
 
 The backbone is kept. The head (weights and bias of the last linear layer) is refitted by
 cross-entropy on the penultimate features, with an L2 pull of the weights toward the head it
@@ -63,21 +65,59 @@ def video_prefix(path: str | Path) -> str:
     return p
 
 
-def video_views(prefix: str | Path, class_names: Sequence[str], frames: int, step: int,
-                forbidden_images: Path | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-    """RGB crops and labels of :func:`item_views` for the video ``PREFIX.cam0.mp4``. A video made of
-    ``forbidden_images`` (the val folder) is refused: its items are what the refit is checked on."""
-    prefix = video_prefix(prefix)
+def _training_video(prefix: str, forbidden_images: Path | None) -> tuple[list[dict], dict]:
+    """Ground-truth rows and meta of ``PREFIX``; a video made of ``forbidden_images`` (the val
+    folder) is refused: its items are what the refit is checked on."""
     rows, meta = read_gt(prefix)
     images = Path(meta.get("images", ""))
     if forbidden_images is not None and images.resolve() == Path(forbidden_images).resolve():
         raise DatasetError(f"--videos {prefix}: made of {images}, the val photos; make training videos of the "
                            "train photos (tools/make_belt_video.py --images .../train)")
+    return rows, meta
+
+
+def video_views(prefix: str | Path, class_names: Sequence[str], frames: int, step: int,
+                forbidden_images: Path | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """RGB crops and labels of :func:`item_views` for the video ``PREFIX.cam0.mp4`` (cut at the
+    ground truth's boxes). A video made of ``forbidden_images`` (the val folder) is refused."""
+    prefix = video_prefix(prefix)
+    rows, meta = _training_video(prefix, forbidden_images)
     views = item_views(rows, class_names, float(meta["belt_speed_px_per_frame"]), int(meta["width"]), frames, step)
     cut = cut_boxes(f"{prefix}.cam0.mp4", [(v.frame, v.box) for v in views])
     if not cut:
         raise DatasetError(f"--videos {prefix}: no item view could be cut (is {prefix}.cam0.mp4 a readable video?)")
     return [c for _, c in cut], np.array([views[i].label for i, _ in cut], dtype=np.int64)
+
+
+def pipeline_views(prefix: str | Path, config, classifier, forbidden_images: Path | None = None,  # noqa: ANN001
+                   ) -> tuple[list[np.ndarray], np.ndarray]:
+    """The crops the pipeline itself classifies when it replays ``PREFIX.cam0.mp4`` with ``config``
+    and ``classifier`` (its own views along each item's path, the other items painted out: exactly
+    what the classifier is shown on the line), and their labels: the ground-truth item that the
+    scorer matches to the decision of the view's track. Views of tracks whose decision matches no
+    item (phantoms, duplicates) are left out. A video made of ``forbidden_images`` is refused."""
+    from ..replay import ReplayError, replay_files
+    from ..scoring import matched_pairs
+
+    prefix = video_prefix(prefix)
+    rows, meta = _training_video(prefix, forbidden_images)
+    names = list(classifier.class_names)
+    views: list[tuple[int, np.ndarray]] = []
+    decisions: list = []
+    try:
+        summary = replay_files([f"{prefix}.cam0.mp4"], config, classifier, on_decision=decisions.append,
+                               on_view=lambda job: views.append((job.track_id, job.image())))
+    except ReplayError as exc:
+        raise DatasetError(f"--videos {exc}") from None
+    if summary.errors:
+        raise DatasetError(f"--videos {prefix}.cam0.mp4: {'; '.join(map(str, summary.errors))}")
+    label = {decisions[d].item_id: names.index(rows[g]["label"])
+             for d, g in matched_pairs(rows, decisions, float(meta["fps"])).items() if rows[g].get("label") in names}
+    kept = [(label[track], crop) for track, crop in views if track in label]
+    if not kept:
+        raise DatasetError(f"--videos {prefix}: the pipeline classified no view of a matched item "
+                           f"({len(views)} views, {len(decisions)} decisions; is it a belt video of these classes?)")
+    return [c for _, c in kept], np.array([y for y, _ in kept], dtype=np.int64)
 
 
 def penultimate(model, info, crops: Sequence[np.ndarray], batch: int = 64) -> np.ndarray:

@@ -309,3 +309,36 @@ def test_slow_belt_leaves_frames_out_and_still_decides_each_item_once(step):
     assert skipped == 0 if step is None else frames * 0.7 <= skipped <= frames * 0.85
     assert skipped + stats["frames"]["cam0"] == frames
     assert all(0 <= d.t_decided - d.t_cross < (0.2 if step else 1.0 / FPS) for d in out)
+
+
+class _Recorder(ColourClassifier):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[np.ndarray] = []
+
+    def predict(self, crops):
+        self.seen.extend(np.array(c) for c in crops)
+        return super().predict(crops)
+
+
+def test_on_view_sees_each_view_as_the_classifier_gets_it():
+    """``Pipeline.on_view`` (diagnostics, e.g. refitting the head on the views the line classifies):
+    every view sent to the classifier, in order, its ``image()`` the pixels the classifier got (the
+    neighbours painted out), and its track id the ``item_id`` of that item's decision."""
+    items = [SynthItem(2 * i + j + 1, cx=-60.0 - 170 * i - 72 * j, cy=100.0 + 160 * (i % 2), w=60, h=50, angle=0,
+                       cls=(2 * i + j) % 5) for i in range(4) for j in range(2)]  # pairs 12 px apart along the belt
+    clf = _Recorder()
+    out, jobs = [], []
+    pipe = Pipeline(_config(batching={"stop_confidence": None, "crop_margin": 0.4}), clf, "boot-test", out.append, inline_inference=True)
+    pipe.on_view = lambda job: jobs.append((job.track_id, job.image(), job.crop))
+    belt = SynthBelt(W, H, seed=1, speed=lambda k: SPEED)
+    try:
+        for k in range(90):
+            pipe.process(Frame("cam0", k, k / FPS, belt.frame(k, items)[0]))
+        pipe.flush(89 / FPS)
+    finally:
+        pipe.close()
+    assert len(jobs) == len(clf.seen) == pipe.stats()["views"] > len(out)
+    assert all(np.array_equal(image, seen) for (_, image, _), seen in zip(jobs, clf.seen))
+    assert any(not np.array_equal(image, crop) for _, image, crop in jobs)  # some were painted
+    assert {t for t, _, _ in jobs} <= {d.item_id for d in out}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ewaste_stream.cli import main
+from ewaste_stream.training.data import DatasetError
 from ewaste_stream.testing import load_tool
 
 pytestmark = pytest.mark.slow
@@ -188,11 +189,12 @@ def test_refit_head_on_train_video_crops_writes_a_recalibrated_folder(trained, d
     common = ["--like", str(trained / "model"), "--data", str(dataset / "val"), "--train-dir", str(dataset / "train"),
               "--belt-per-photo", "1"]
     assert load_tool("refit_head").main([*common, "--videos", str(train_video), "--photos", str(dataset / "train"),
-                                         "--out", str(out), "--frames", "2", "--step", "5"]) == 0
+                                         "--out", str(out)]) == 0
     info = json.loads((out / "model.json").read_text())
     fit = info["metrics"]["temperature_fit"]
     refit = fit["head_refit"]
     assert refit["views"][str(dataset / "train")] == 16 and refit["views"][str(train_video)] > 0
+    assert refit["cut"] == "pipeline" and "frames" not in refit
     assert refit["base"]["version"] == json.loads((trained / "model" / "model.json").read_text())["version"]
     assert info["version"].endswith("-headrefit") and info["temperature"] == fit["temperature"]
     assert (out / "model.onnx").is_file() and info["metrics"]["val"]["photo"]["single"]["all"]["n"] == 7
@@ -209,6 +211,34 @@ def test_refit_head_on_train_video_crops_writes_a_recalibrated_folder(trained, d
     capsys.readouterr()
     assert load_tool("refit_head").main([*common, "--videos", str(val_video), "--out", str(tmp_path / "x")]) == 2
     assert "val photos" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    # crops cut at the ground truth's boxes instead
+    assert load_tool("refit_head").main([*common, "--videos", str(train_video), "--out", str(tmp_path / "line"),
+                                         "--views", "line", "--frames", "2", "--step", "5"]) == 0
+    refit = json.loads((tmp_path / "line" / "model.json").read_text())["metrics"]["temperature_fit"]["head_refit"]
+    assert refit["cut"] == "line" and (refit["frames"], refit["step"]) == (2, 5)
+
+
+def test_pipeline_views_are_what_the_classifier_sees_labelled_by_the_matched_item(dataset, tmp_path):
+    """``head_refit.pipeline_views``: the crops the pipeline classifies on a video of the train photos,
+    each labelled with the ground-truth item its track was decided as. The classes' photos differ
+    by colour (a red disc, a blue box), so a crop's colour says whether its label is right; the
+    classifier (a stub that always says Battery) has no say in the labels."""
+    from ewaste_stream.config import load_config
+    from ewaste_stream.testing import StubClassifier
+    from ewaste_stream.training.head_refit import pipeline_views
+
+    prefix = tmp_path / "t" / "belt"
+    assert load_tool("make_belt_video").main(["--images", str(dataset / "train"), "--out", str(prefix), "--seconds",
+                                              "3", "--fps", "30", "--size", "320x180", "--rate", "4",
+                                              "--seed", "5"]) == 0
+    config = load_config(None, {"batching": {"stop_confidence": None}})
+    crops, labels = pipeline_views(prefix, config, StubClassifier(CLASSES), forbidden_images=dataset / "val")
+    assert len(crops) == len(labels) >= 8 and set(labels) == {0, 1}
+    red = [int(((c[..., 0] > 150) & (c[..., 2] < 80)).sum() > ((c[..., 2] > 150) & (c[..., 0] < 80)).sum())
+           for c in crops]
+    assert np.mean(np.array(red) == (labels == 0)) > 0.9
+    with pytest.raises(DatasetError, match="val photos"):
+        pipeline_views(prefix, config, StubClassifier(CLASSES), forbidden_images=dataset / "train")
 
 
 @pytest.mark.parametrize("argv, code", [

@@ -72,3 +72,12 @@ def test_videos_of_the_val_photos_are_refused(tmp_path):
     with pytest.raises(DatasetError, match="no item view"):  # an unreadable video is named too
         video_views(f"{prefix}.cam0.mp4", CLASSES, 1, 1, forbidden_images=tmp_path / "other")
     assert video_prefix("a/belt.gt.jsonl") == video_prefix("a/belt.meta.json") == video_prefix("a/belt") == "a/belt"
+
+
+def test_a_refit_of_a_refit_counts_instead_of_stacking_suffixes():
+    from ewaste_stream.testing import load_tool
+
+    v = load_tool("refit_head").refit_version
+    assert v("soup3") == "soup3-headrefit"
+    assert v("soup3-headrefit") == "soup3-headrefit2" and v("soup3-headrefit9") == "soup3-headrefit10"
+    assert v("headrefit-x") == "headrefit-x-headrefit"

@@ -311,16 +311,6 @@ def test_slow_belt_leaves_frames_out_and_still_decides_each_item_once(step):
     assert all(0 <= d.t_decided - d.t_cross < (0.2 if step else 1.0 / FPS) for d in out)
 
 
-class _Recorder(ColourClassifier):
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[np.ndarray] = []
-
-    def predict(self, crops):
-        self.seen.extend(np.array(c) for c in crops)
-        return super().predict(crops)
-
-
 def test_on_view_sees_each_view_as_the_classifier_gets_it():
     """``Pipeline.on_view`` (diagnostics, e.g. refitting the head on the views the line classifies):
     every view sent to the classifier, in order, its ``image()`` the pixels the classifier got (the
@@ -338,7 +328,7 @@ def test_on_view_sees_each_view_as_the_classifier_gets_it():
         pipe.flush(89 / FPS)
     finally:
         pipe.close()
-    assert len(jobs) == len(clf.seen) == pipe.stats()["views"] > len(out)
-    assert all(np.array_equal(image, seen) for (_, image, _), seen in zip(jobs, clf.seen))
+    assert len(jobs) == len(clf.crops) == pipe.stats()["views"] > len(out)
+    assert all(np.array_equal(image, seen) for (_, image, _), seen in zip(jobs, clf.crops))
     assert any(not np.array_equal(image, crop) for _, image, crop in jobs)  # some were painted
     assert {t for t, _, _ in jobs} <= {d.item_id for d in out}

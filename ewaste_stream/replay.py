@@ -41,7 +41,8 @@ from .messages import Decision, Frame, StatusEvent
 from .sources import LIVE_ANALYSIS_AHEAD
 from .videofiles import FileReader, Pacer, ReplayError, VideoInfo, merged_frames, probe, rss_mb
 
-__all__ = ["ReplayError", "ReplaySummary", "VideoInfo", "format_summary", "probe", "replay_files", "rss_mb"]
+__all__ = ["ReplayError", "ReplayHooks", "ReplayOptions", "ReplaySummary", "VideoInfo", "format_summary", "probe",
+           "replay_files", "rss_mb"]
 
 
 ANALYSIS_AHEAD = 4  # frames the detector's thread may run ahead of the tracker (LIVE_ANALYSIS_AHEAD with realtime)
@@ -136,45 +137,72 @@ def camera_config(config: Config, n: int) -> Config:
     return config.model_copy(update={"cameras": cams})
 
 
-def replay_files(paths: Sequence[str | Path], config: Config, classifier, *,  # noqa: ANN001
-                 on_decision: Callable[[Decision], None] | None = None,
-                 on_status: Callable[[StatusEvent], None] | None = None,
-                 realtime: bool = False, annotate: str | Path | None = None,
-                 boot_id: str | None = None, on_frame: Callable[[Frame, Any], None] | None = None,
-                 stop: threading.Event | None = None, loops: int = 1,
-                 drop: tuple[int, int] | None = None,
-                 on_track_step: Callable[[Frame, Any], None] | None = None,
-                 on_view: Callable[[Any], None] | None = None) -> ReplaySummary:
+@dataclass(frozen=True, slots=True)
+class ReplayHooks:
+    """What a replay calls back; each is optional. A failing ``on_decision`` is reported as a
+    status event and the replay goes on (``Pipeline``); the others are diagnostics."""
+
+    on_decision: Callable[[Decision], None] | None = None
+    on_status: Callable[[StatusEvent], None] | None = None
+    # each frame, after the pipeline has run it, with the decisions it made
+    on_frame: Callable[[Frame, list[Decision]], None] | None = None
+    # each tracker step (``track.TrackStep``: e.g. the regions it left out)
+    on_track_step: Callable[[Frame, Any], None] | None = None
+    # each view sent to the classifier (``batching.ViewJob``: ``job.image()`` is the crop as the
+    # classifier sees it, ``job.track_id`` the ``item_id`` of its decision)
+    on_view: Callable[[Any], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    """How to play the files. ``realtime`` paces them to their fps and drops frames like a live
+    camera (module doc). ``loops`` > 1 plays them again and again (stream time runs on; for soak
+    tests). ``drop=(n, k)`` skips the first ``k`` of every ``n`` frames of each file: the bursts a
+    live camera's queue drops while the pipeline is behind, made deterministic (not with
+    ``realtime``). ``annotate``: write an annotated video there. ``boot_id``: default, one derived
+    from the files, config and model."""
+
+    realtime: bool = False
+    loops: int = 1
+    drop: tuple[int, int] | None = None
+    annotate: str | Path | None = None
+    boot_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.drop is not None and (self.realtime or not 0 <= self.drop[1] < self.drop[0]):
+            raise ValueError(f"drop={self.drop}: give (n, k) with 0 <= k < n, and not with realtime (which drops by "
+                             "itself)")
+        if self.loops < 1:
+            raise ValueError(f"loops={self.loops}: give 1 or more")
+
+
+def replay_files(paths: Sequence[str | Path], config: Config, classifier,  # noqa: ANN001
+                 hooks: ReplayHooks | None = None, options: ReplayOptions | None = None,
+                 stop: threading.Event | None = None) -> ReplaySummary:
     """Run video files through a fresh :class:`Pipeline`; see the module doc.
 
     Raises ``ReplayError`` (before anything runs) when a file cannot be opened. Errors met
-    later (a file ending early) are in ``summary.errors``; what was decided is kept.
-    ``loops`` > 1 plays the files again and again (stream time runs on; for soak tests).
-    ``drop=(n, k)`` skips the first ``k`` of every ``n`` frames of each file: the bursts a live
-    camera's queue drops while the pipeline is behind, made deterministic (not with ``realtime``).
-    ``on_track_step(frame, step)`` sees each tracker step (``track.TrackStep``: e.g. the regions it left out).
-    ``on_view(job)`` sees each view sent to the classifier (``batching.ViewJob``; ``job.image()`` is the
-    crop as the classifier sees it, ``job.track_id`` the ``item_id`` of its decision).
+    later (a file ending early) are in ``summary.errors``; what was decided is kept. Setting
+    ``stop`` ends the replay early, deciding what is in flight.
     """
-    if drop is not None and (realtime or not 0 <= drop[1] < drop[0]):
-        raise ValueError(f"drop={drop}: give (n, k) with 0 <= k < n, and not with realtime (which drops by itself)")
+    hooks, opts = hooks or ReplayHooks(), options or ReplayOptions()
     rss0, t_start = rss_mb(), time.perf_counter()
     config = camera_config(config, len(paths))
     infos = [probe(p, c.id, c.frame_offset, c.fps) for p, c in zip(paths, config.cameras)]
-    run = _Replay(infos, config, classifier, boot_id or replay_boot_id(infos, config, str(classifier.sha256)),
-                  on_decision, on_status)
-    run.pipe.on_track_step = on_track_step
-    run.pipe.on_view = on_view
+    run = _Replay(infos, config, classifier, opts.boot_id or replay_boot_id(infos, config, str(classifier.sha256)),
+                  hooks.on_decision, hooks.on_status)
+    run.pipe.on_track_step = hooks.on_track_step
+    run.pipe.on_view = hooks.on_view
     stop = stop or threading.Event()
     annotator = None
-    if annotate is not None:
+    if opts.annotate is not None:
         from .annotate import Annotator
 
-        annotator = Annotator(annotate, infos[0].fps, (infos[0].width, infos[0].height), run.pipe)
+        annotator = Annotator(opts.annotate, infos[0].fps, (infos[0].width, infos[0].height), run.pipe)
     try:
-        frames = analysed(run.source(realtime, loops, stop, drop), run.pipe.analyse, stop,
-                          LIVE_ANALYSIS_AHEAD if realtime else ANALYSIS_AHEAD)
-        run.loop(frames, stop, on_frame, annotator)
+        frames = analysed(run.source(opts.realtime, opts.loops, stop, opts.drop), run.pipe.analyse, stop,
+                          LIVE_ANALYSIS_AHEAD if opts.realtime else ANALYSIS_AHEAD)
+        run.loop(frames, stop, hooks.on_frame, annotator)
     finally:
         stop.set()
         run.finish()

@@ -146,7 +146,7 @@ def run(argv: list[str] | None = None) -> int:
     args = _args(argv)
     from ewaste_stream.model.selfcheck import classifier_from_config
     from ewaste_stream.protocol import encode_decision
-    from ewaste_stream.replay import format_summary, replay_files, rss_mb
+    from ewaste_stream.replay import ReplayHooks, ReplayOptions, format_summary, replay_files, rss_mb
 
     videos = _make(args) if args.make else list(args.video)
     cfg = _config(args)
@@ -181,8 +181,8 @@ def run(argv: list[str] | None = None) -> int:
 
     first = probe(videos[0], "cam0")
     summary_camera = first.camera
-    summary = replay_files(videos, cfg, clf, on_decision=decisions.append if keep else lambda d: None,
-                           loops=args.loops, on_frame=sample, drop=args.drop)
+    hooks = ReplayHooks(on_decision=decisions.append if keep else None, on_frame=sample)
+    summary = replay_files(videos, cfg, clf, hooks, ReplayOptions(loops=args.loops, drop=args.drop))
     wall = time.perf_counter() - t0
     thread_cpu(threads)
     ru1 = resource.getrusage(resource.RUSAGE_SELF)

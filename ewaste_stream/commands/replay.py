@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_config
     from ..protocol import encode_decision
     from ..annotate import AnnotateError
-    from ..replay import ReplayError, format_summary, replay_files, summary_json
+    from ..replay import ReplayError, ReplayHooks, ReplayOptions, format_summary, replay_files, summary_json
 
     try:
         cfg = load_config(args.config)
@@ -61,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
             if out is not None:
                 out.write(encode_decision(d).decode() + "\n")
 
-        summary = replay_files(args.videos, cfg, classifier, on_decision=write, realtime=args.realtime,
-                               annotate=args.annotate,
-                               on_track_step=None if ignored_log is None else _ignored_writer(ignored_log))
+        hooks = ReplayHooks(on_decision=write,
+                            on_track_step=None if ignored_log is None else _ignored_writer(ignored_log))
+        summary = replay_files(args.videos, cfg, classifier, hooks,
+                               ReplayOptions(realtime=args.realtime, annotate=args.annotate))
     except ReplayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

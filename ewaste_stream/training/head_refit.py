@@ -96,7 +96,7 @@ def pipeline_views(prefix: str | Path, config, classifier, forbidden_images: Pat
     what the classifier is shown on the line), and their labels: the ground-truth item that the
     scorer matches to the decision of the view's track. Views of tracks whose decision matches no
     item (phantoms, duplicates) are left out. A video made of ``forbidden_images`` is refused."""
-    from ..replay import ReplayError, replay_files
+    from ..replay import ReplayError, ReplayHooks, replay_files
     from ..scoring import matched_pairs
 
     prefix = video_prefix(prefix)
@@ -105,8 +105,8 @@ def pipeline_views(prefix: str | Path, config, classifier, forbidden_images: Pat
     views: list[tuple[int, np.ndarray]] = []
     decisions: list = []
     try:
-        summary = replay_files([f"{prefix}.cam0.mp4"], config, classifier, on_decision=decisions.append,
-                               on_view=lambda job: views.append((job.track_id, job.image())))
+        summary = replay_files([f"{prefix}.cam0.mp4"], config, classifier, ReplayHooks(
+            on_decision=decisions.append, on_view=lambda job: views.append((job.track_id, job.image()))))
     except ReplayError as exc:
         raise DatasetError(f"--videos {exc}") from None
     if summary.errors:

@@ -13,7 +13,7 @@ from ewaste_stream.cli import main
 from ewaste_stream.config import Config, load_config
 from ewaste_stream.protocol import decode_decision, encode_decision
 from ewaste_stream.messages import Frame
-from ewaste_stream.replay import ReplayError, analysed, camera_config, replay_files
+from ewaste_stream.replay import ReplayError, ReplayHooks, ReplayOptions, analysed, camera_config, replay_files
 from ewaste_stream.synthetic import ColourClassifier, SynthBelt, SynthItem
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +52,8 @@ def test_replay_twice_gives_identical_decisions(video):
     runs = []
     for _ in range(2):
         got = []
-        s = replay_files([video], _cfg(), ColourClassifier(), on_decision=lambda d: got.append(encode_decision(d)))
+        s = replay_files([video], _cfg(), ColourClassifier(),
+                         ReplayHooks(on_decision=lambda d: got.append(encode_decision(d))))
         runs.append(got)
         assert s.frames == {"cam0": 90} and s.decisions == len(got) and not s.errors
     assert len(runs[0]) >= 7 and runs[0] == runs[1]
@@ -184,7 +185,7 @@ def test_missing_file_raises_before_anything_runs(tmp_path):
 
 
 def test_realtime_paces_and_counts_drops(video):
-    s = replay_files([video], _cfg(), ColourClassifier(), realtime=True)
+    s = replay_files([video], _cfg(), ColourClassifier(), options=ReplayOptions(realtime=True))
     assert s.wall_s >= 90 / FPS * 0.9  # paced to the video's frame rate
     assert sum(s.frames.values()) + sum(s.dropped.values()) == 90
 
@@ -195,8 +196,9 @@ def test_frames_dropped_in_bursts_still_decide_each_item_once(video):
     config's 40 px a frame: every item is still decided once, as from every frame."""
     cfg = Config.model_validate({"detector": {"min_area": 300}, "tracker": {"max_speed_px": 40}})
     full, part = [], []
-    replay_files([video], cfg, ColourClassifier(), on_decision=full.append)
-    s = replay_files([video], cfg, ColourClassifier(), on_decision=part.append, drop=(10, 6))
+    replay_files([video], cfg, ColourClassifier(), ReplayHooks(on_decision=full.append))
+    s = replay_files([video], cfg, ColourClassifier(), ReplayHooks(on_decision=part.append),
+                     ReplayOptions(drop=(10, 6)))
     assert s.frames == {"cam0": 36} and s.dropped == {"cam0": 54}
     assert s.video_s == pytest.approx(90 / FPS)
     assert len(full) >= 7 and len(part) == len(full)
@@ -204,9 +206,11 @@ def test_frames_dropped_in_bursts_still_decide_each_item_once(video):
 
 
 @pytest.mark.parametrize("kw", [{"drop": (10, 10)}, {"drop": (2, 1), "realtime": True}])
-def test_bad_drop_pattern_is_refused_before_anything_runs(video, kw):
+def test_bad_drop_pattern_is_refused_before_anything_runs(kw):
     with pytest.raises(ValueError, match="drop="):
-        replay_files([video], _cfg(), ColourClassifier(), **kw)
+        ReplayOptions(**kw)
+    with pytest.raises(ValueError, match="loops="):
+        ReplayOptions(loops=0)
 
 
 @pytest.mark.slow
@@ -222,7 +226,7 @@ def test_sample_video_end_to_end_with_default_model():
 
     clf = load_classifier(model_dir, backend="onnx", device="cpu", threads=2)
     got = []
-    s = replay_files([f"{SAMPLE}.cam0.mp4"], load_config(None), clf, on_decision=got.append)
+    s = replay_files([f"{SAMPLE}.cam0.mp4"], load_config(None), clf, ReplayHooks(on_decision=got.append))
     meta = json.loads(Path(f"{SAMPLE}.meta.json").read_text())
     res = score(read_gt(f"{SAMPLE}.gt.jsonl"), got, meta["fps"], t_last=meta["t_last_frame"])
     assert res["seq_gaps"] == 0
@@ -254,10 +258,12 @@ def test_one_camera_ends_early_the_other_decides_the_rest(tmp_path, cut):
     full, short = 135, 60
     paths = _two_cameras(tmp_path, full if cut == "cam1" else short, short if cut == "cam1" else full)
     single = []
-    replay_files([paths[0] if cut == "cam1" else paths[1]], _cfg(), ColourClassifier(), on_decision=single.append)
+    replay_files([paths[0] if cut == "cam1" else paths[1]], _cfg(), ColourClassifier(),
+                 ReplayHooks(on_decision=single.append))
     got, statuses = [], []
     every_view = Config.model_validate({"detector": {"min_area": 300}, "batching": {"stop_confidence": None}})
-    s = replay_files(paths, every_view, ColourClassifier(), on_decision=got.append, on_status=statuses.append)
+    s = replay_files(paths, every_view, ColourClassifier(),
+                     ReplayHooks(on_decision=got.append, on_status=statuses.append))
     assert len(single) >= 7
     assert len(got) == len(single)  # one decision per item, none lost, no duplicates from two views
     assert [d.seq for d in got] == list(range(1, len(got) + 1))
@@ -279,7 +285,8 @@ def test_replay_with_detection_on_its_own_thread_decides_as_on_one_thread(video)
     from ewaste_stream.pipeline import Pipeline
 
     threaded: list = []
-    replay_files([video], _cfg(), ColourClassifier(), on_decision=threaded.append, boot_id="b")
+    replay_files([video], _cfg(), ColourClassifier(), ReplayHooks(on_decision=threaded.append),
+                 ReplayOptions(boot_id="b"))
     inline: list = []
     pipe = Pipeline(camera_config(_cfg(), 1), ColourClassifier(), "b", inline.append, inline_inference=True)
     cap, k = cv2.VideoCapture(str(video)), 0
@@ -328,7 +335,8 @@ def test_stopping_a_replay_early_ends_its_threads_and_keeps_what_was_decided(vid
         if frame.seq == 60:
             stop.set()  # e.g. SIGTERM: the threads must end, not wait on each other
 
-    s = replay_files([video], _cfg(), ColourClassifier(), on_decision=got.append, on_frame=on_frame, stop=stop)
+    s = replay_files([video], _cfg(), ColourClassifier(), ReplayHooks(on_decision=got.append, on_frame=on_frame),
+                     stop=stop)
     assert 60 <= s.frames["cam0"] < 90 and len(got) == s.decisions >= 1
     assert [d.seq for d in got] == list(range(1, len(got) + 1))
     left = [t.name for t in threading.enumerate() if t.name in ("analysis", "read-cam0")]

@@ -240,7 +240,7 @@ class BeltDetector:
         contrast and the *core*: item pixels by brightness or colour alone. Where two items'
         shadows overlap in the gap between them, the belt is darker than one shadow makes it,
         so darkness alone can join neighbours; the tracker cuts a new region along its cores
-        (:func:`segment.split_by_core`).
+        (:func:`split.split_by_core`).
 
         A shadow only dims the belt (to no less than ``shadow_ratio`` of it), keeps its
         colour, and shows as a band no wider than ``shadow_width`` beside its item; an opening

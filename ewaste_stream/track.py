@@ -36,10 +36,10 @@ decided at the line coasts on: its footprint moves with the belt and claims its 
 not found again as a new item), but it is no longer segmented or measured.
 
 Pieces of one item (tracked or new) that lie inside a bigger piece's outline join it
-(:func:`segment.absorb_inside`): a dark item's fragment that was followed before the rest
+(:func:`join.absorb_inside`): a dark item's fragment that was followed before the rest
 of the item came into view no longer becomes a second decision. Two tracked pieces side by
 side that together stay within the length of the longest item and face each other along a cut,
-in ``part_join_frames`` frames, are one item too (:func:`segment.parts_of_one_item`,
+in ``part_join_frames`` frames, are one item too (:func:`join.parts_of_one_item`,
 ``part_join_max_length``): a dark item followed as two parts from the start.
 
 Known limits (simulated 1280x720, 60 fps, ~35 items/s, 22 20 s videos): ~0.8 % missed (dark
@@ -65,9 +65,9 @@ from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
-from .segment import (EMPTY, Piece, Prior, absorb_inside, alone, bridged, cut_too_long, inscribed_radius,
-                      join_fragments, mean_contrast, merge_footprint, move_footprint, occupancy, parted,
-                      parts_of_one_item, segment, split_by_core, split_by_fine_core, split_piece, union)
+from .join import absorb_inside, join_fragments, parts_of_one_item, union
+from .segment import EMPTY, Piece, Prior, alone, mean_contrast, merge_footprint, move_footprint, occupancy, segment
+from .split import bridged, cut_too_long, inscribed_radius, parted, split_by_core, split_by_fine_core, split_piece
 
 INSIDE_SHARE = 0.5  # a piece this much inside a bigger piece's convex hull is part of that item
 FRAGMENT_SHARE = 0.35  # a piece seen by one camera only is a fragment when this much smaller than the item
@@ -353,7 +353,7 @@ class Tracker:
     def _absorb_inside(self, pieces: list[Piece], locked: set[int]
                        ) -> tuple[list[Piece], list[Piece], list[tuple[int, int]]]:
         """Join pieces lying inside a bigger piece's outline (one item that broke up, see
-        :func:`segment.absorb_inside`); a track whose piece joined another's is absorbed by
+        :func:`join.absorb_inside`); a track whose piece joined another's is absorbed by
         it; ``locked`` (:meth:`_locked`) are never absorbed. Returns (tracked pieces, new pieces,
         (absorbed, kept) track ids)."""
         pieces, merged = absorb_inside(pieces, INSIDE_SHARE, locked)
@@ -363,7 +363,7 @@ class Tracker:
 
     def _join_parts(self, tracked: list[Piece], cam: _Camera, apart: Callable[[Piece, Piece, int], bool] | None,
                     locked: set[int]) -> tuple[list[Piece], list[tuple[int, int]]]:
-        """Two tracked pieces that were parts of one item (:func:`segment.parts_of_one_item`) in
+        """Two tracked pieces that were parts of one item (:func:`join.parts_of_one_item`) in
         ``part_join_frames`` frames become one track: the older absorbs the younger, unless either
         is ``locked`` (crossed the line or decided), or only one of them was first seen past it
         (neither ever changes, so such a pair is not looked at closer). A frame where the picture

@@ -35,7 +35,7 @@ from ewaste_stream.geometry import BeltMap  # noqa: E402
 from ewaste_stream.messages import Frame  # noqa: E402
 from ewaste_stream.pipeline import FrameStride, decision_line_u  # noqa: E402
 from ewaste_stream.scoring import matched_pairs, read_gt  # noqa: E402
-from ewaste_stream.segment import mask_length  # noqa: E402
+from ewaste_stream.split import mask_length  # noqa: E402
 from ewaste_stream.track import Tracker  # noqa: E402
 
 CANDIDATES = (0.30, 0.33, 0.35, 0.37, 0.40, 0.45, 0.50)

@@ -9,7 +9,9 @@ import pytest
 from ewaste_stream.config import DetectorSection, TrackerSection
 from ewaste_stream.detect import FrameAnalysis
 from ewaste_stream.geometry import BeltMap
-from ewaste_stream.segment import Piece, Prior, absorb_inside, piece_from_mask, segment, split_touching
+from ewaste_stream.join import absorb_inside
+from ewaste_stream.segment import Piece, Prior, piece_from_mask, segment
+from ewaste_stream.split import split_touching
 from ewaste_stream.track import Tracker, TrackState
 
 W, H = 320, 180  # working resolution = full resolution (scale 1) in these tests

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from ewaste_stream.detect import FrameAnalysis
-from ewaste_stream.segment import Piece, join_fragments, piece_from_mask, segment
+from ewaste_stream.join import join_fragments
+from ewaste_stream.segment import Piece, piece_from_mask, segment
 
 from test_track import FPS, _mask, _run, _tracker
 

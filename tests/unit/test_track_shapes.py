@@ -11,8 +11,9 @@ import pytest
 
 from ewaste_stream.config import TrackerSection
 from ewaste_stream.detect import FrameAnalysis
-from ewaste_stream.segment import (EMPTY, _median, join_fragments, merge_footprint, parts_fill, parts_of_one_item,
-                                   piece_from_mask, rect_fill, rect_gain, split_by_core, split_piece)
+from ewaste_stream.join import join_fragments, parts_of_one_item
+from ewaste_stream.segment import EMPTY, merge_footprint, parts_fill, piece_from_mask, rect_fill, rect_gain
+from ewaste_stream.split import _median, split_by_core, split_piece
 from ewaste_stream.track import CameraView
 
 from test_track import FPS, H, W, _tracker
@@ -286,7 +287,7 @@ def _picture(boxes, dark=()):
     ([(20, 20, 113, 110), (116, 90, 156, 130), (196, 170, 236, 210)], [(156, 90, 236, 170), (116, 130, 196, 210)], 2),
 ])
 def test_split_by_fine_core_sees_the_gap_the_mask_does_not(boxes, dark, parts):
-    from ewaste_stream.segment import split_by_fine_core
+    from ewaste_stream.split import split_by_fine_core
     img, piece = _picture(boxes, dark)
     core = np.zeros((60, 80), np.uint8)
     core[piece.y0:piece.y0 + piece.mask.shape[0], piece.x0:piece.x0 + piece.mask.shape[1]] = piece.mask
@@ -596,7 +597,7 @@ def _dumbbell(bar_in_picture: bool, shade: int = 180):
     (True, 40, False),  # a dark item shows no bright or coloured core at all: it never holds a cut back
 ])
 def test_bridged_tells_a_waist_from_two_neighbours(bar_in_picture, shade, whole):
-    from ewaste_stream.segment import bridged
+    from ewaste_stream.split import bridged
     img, piece = _dumbbell(bar_in_picture, shade)
     parts = split_piece(piece, 0.6, 2.0, 0.0)
     assert len(parts) == 2  # the mask alone cannot tell: both are cut at the neck
@@ -636,7 +637,7 @@ def _side_by_side(between: str):
 
 @pytest.mark.parametrize("between,apart", [("belt", True), ("bright", False), ("dark", False)])
 def test_parted_tells_two_bright_items_from_one(between, apart):
-    from ewaste_stream.segment import parted
+    from ewaste_stream.split import parted
     img, big, small = _side_by_side(between)
     assert parted(small, big, img, (4.0, 4.0), 92, 0.3) is apart
     assert parted(small, big, img, (4.0, 4.0), 120, 0.3) is False  # the small one is under the min item size
@@ -645,7 +646,7 @@ def test_parted_tells_two_bright_items_from_one(between, apart):
 
 
 def test_a_parted_neighbour_is_not_joined_for_being_near():
-    from ewaste_stream.segment import parted
+    from ewaste_stream.split import parted
     img, big, small = _side_by_side("belt")
     joined, _ = join_fragments([big, small], [], 0, 0.6, 2.0, small=(368, 2))
     assert len(joined) == 1  # the nearness rule alone joins them: together they have no neck
@@ -694,7 +695,7 @@ def _row_of_items(*boxes) -> np.ndarray:
     (((20, 60, 140, 66),), 80, [120]),
 ])
 def test_cut_too_long(boxes, max_length, widths):
-    from ewaste_stream.segment import cut_too_long, piece_length
+    from ewaste_stream.split import cut_too_long, piece_length
 
     m = _row_of_items(*boxes)
     parts = cut_too_long(piece_from_mask(None, m, 0, 0), max_length, min_px=600)

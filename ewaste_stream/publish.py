@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Sequence
 
 from loguru import logger
 
-from .clock import Clock, MonotonicClock, StreamClock
+from .clock import MonotonicClock, StreamClock
 from .decision_log import JsonlDecisionLog
 from .messages import Decision, StatusEvent, StatusKind
 from .protocol import Heartbeat, decision_topic, encode_decision, encode_heartbeat, heartbeat_topic

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .report import Card, Report, esc, figures, gallery, para, table
+from .report import Card, Report, figures, gallery, para, table
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model_report import Predictions

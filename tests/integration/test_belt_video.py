@@ -12,7 +12,6 @@ import pytest
 from ewaste_stream.messages import Decision
 from ewaste_stream.protocol import encode_decision
 from ewaste_stream.scoring import SCORE_KEYS
-from ewaste_stream.sim import make_belt_video
 from ewaste_stream.sim.effects import Realism
 from ewaste_stream.sim.video import VideoSpec, open_scene
 from ewaste_stream.testing import load_tool

@@ -162,6 +162,19 @@ class TrackStep:
     ignored: list[tuple[BBox, Ignored]] = field(default_factory=list)  # new regions not tracked (full-res px), and why
 
 
+@dataclass(frozen=True, slots=True)
+class _Sizes:
+    """A camera's size thresholds for one step, in px of its detector's working image (areas in px²)."""
+
+    px: float  # full-resolution px² per working px²
+    min_area: float  # the smallest item, full-resolution px²
+    min_px: float  # the same, working px²
+    small: tuple[float, int]  # a new piece this small (area) this near (px) an entering one is part of it
+    radius: float  # the thinnest neck that does not split a piece
+    thinnest: float  # the smallest inscribed radius of an item
+    longest: float | None  # a new piece longer than this is several items (None: not cut)
+
+
 @dataclass(slots=True)
 class _Camera:
     map: BeltMap
@@ -244,61 +257,19 @@ class Tracker:
             if view is not None:
                 move_footprint(view, shift, cam.scale)
         priors = self._priors(an.camera, cam)
-        px = cam.scale[0] * cam.scale[1]
-        min_area = self.det_cfg.min_item_area(cam.width, cam.height)  # full-res px
-        small = (self.cfg.entering_small * min_area / px, _px(cam, self.cfg.entering_near))  # (area, distance)
-        pieces = segment(an.mask, priors, slack=_px(cam, self.cfg.slack), min_new_px=FRAGMENT_FRAC * min_area / px,
-                         upstream=cam.upstream, near=small[1], small_px=small[0])
+        sz = self._sizes(cam)
+        pieces = segment(an.mask, priors, slack=_px(cam, self.cfg.slack),
+                         min_new_px=FRAGMENT_FRAC * sz.min_area / sz.px, upstream=cam.upstream, near=sz.small[1],
+                         small_px=sz.small[0])
+        new = self._new_pieces(pieces, an, cam, sz)
+        tracked, new, merged = self._joined([p for p in pieces if p.key is not None], new, an, cam, sz)
         seen: list[tuple[Track, CameraView]] = []
         crossed: list[Track] = []
-        tracked = [p for p in pieces if p.key is not None]
-        radius = _length(cam, self.cfg.split_min_radius)
-        thinnest = _length(cam, self.cfg.min_item_radius)
-        new = [q for p in pieces if p.key is None and not p.entering for q in self._cut_at_necks(p, an, cam, radius)]
-        if an.core is not None and self.cfg.core_split_rect_gain is not None:
-            new = [q for p in new for q in split_by_core(p, an.core, min_area / px, radius, self.cfg.core_split_rect_gain)]
-        if an.image is not None and self.cfg.fine_split_rect_gain is not None:
-            new = [q for p in new for q in split_by_fine_core(p, an.image, cam.scale, min_area / px, radius,
-                                                              self.cfg.fine_split_rect_gain)]
-        longest = None if self.cfg.new_max_length is None else _length(cam, self.cfg.new_max_length)
-        if longest is not None:
-            new = [q for p in new for q in cut_too_long(p, longest, min_area / px)]
-        box_join = ((_px(cam, self.cfg.fragment_join_near), self.cfg.fragment_join_max_rect_loss)
-                    if self.cfg.fragment_join_near > 0 else None)
-        item_join = ((_px(cam, self.cfg.item_join_near), self.cfg.item_join_min_gain)
-                     if self.cfg.item_join_near > 0 else None)
-        apart = self._apart(an, cam, min_area / px)
-        new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, radius, small,
-                                    box_join, item_join, apart, longest)
-        locked = self._locked()  # absorbing a track never locks or unlocks another
-        tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new,  # type: ignore[arg-type]
-                                                   locked)
-        if self.cfg.part_join_max_length is not None:
-            tracked, parts = self._join_parts(tracked, cam, apart, locked)
-            merged += parts
         for piece in tracked:
-            if piece.area * px >= FRAGMENT_FRAC * min_area:  # smaller: the track was not seen
+            if piece.area * sz.px >= FRAGMENT_FRAC * sz.min_area:  # smaller: the track was not seen
                 tr = self.tracks[piece.key]  # type: ignore[index]
                 seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
-        occupied: np.ndarray | None = None
-
-        def isolated(piece: Piece, gap: float) -> bool:  # no other region within gap (x frame height)
-            nonlocal occupied
-            if occupied is None:
-                occupied = occupancy(an.mask.shape, tracked + new)
-            return alone(piece, occupied, max(1, _px(cam, gap)))
-
-        ignored: list[tuple[BBox, Ignored]] = []
-        for piece in new:
-            size = piece.area * px / min_area
-            why = self._ignore(piece, an, size, thinnest, isolated)
-            if why is not None:
-                ignored.append((an.to_full(piece.box), why))
-                continue
-            tr = self._associate(an, cam, piece, {t.id for t, _ in seen})
-            if size < 1 and not tr.views:  # born small: confirmed only once seen that often
-                tr.min_hits = self.cfg.small_item_hits
-            seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
+        ignored = self._take_new(new, tracked, an, cam, sz, seen, crossed)
         for prior in priors:
             if prior.claim_only:
                 tr = self.tracks[prior.key]
@@ -314,6 +285,72 @@ class Tracker:
             crossed = [t for t in crossed if t.id not in gone]
         lost, closed = self._expire(an.t)
         return TrackStep(an.camera, an.t, seen, crossed, lost, closed, merged, ignored)
+
+    def _sizes(self, cam: _Camera) -> "_Sizes":
+        px = cam.scale[0] * cam.scale[1]
+        min_area = self.det_cfg.min_item_area(cam.width, cam.height)  # full-res px
+        small = (self.cfg.entering_small * min_area / px, _px(cam, self.cfg.entering_near))
+        return _Sizes(px, min_area, min_area / px, small,
+                      _length(cam, self.cfg.split_min_radius), _length(cam, self.cfg.min_item_radius),
+                      None if self.cfg.new_max_length is None else _length(cam, self.cfg.new_max_length))
+
+    def _new_pieces(self, pieces: list[Piece], an: FrameAnalysis, cam: _Camera, sz: "_Sizes") -> list[Piece]:
+        """The new pieces (not entering), each cut into the items it holds: at necks, along the
+        item cores of the mask and of the picture, across when longer than any item."""
+        radius = sz.radius
+        new = [q for p in pieces if p.key is None and not p.entering for q in self._cut_at_necks(p, an, cam, radius)]
+        if an.core is not None and self.cfg.core_split_rect_gain is not None:
+            new = [q for p in new for q in split_by_core(p, an.core, sz.min_px, radius, self.cfg.core_split_rect_gain)]
+        if an.image is not None and self.cfg.fine_split_rect_gain is not None:
+            new = [q for p in new for q in split_by_fine_core(p, an.image, cam.scale, sz.min_px, radius,
+                                                              self.cfg.fine_split_rect_gain)]
+        if sz.longest is not None:
+            new = [q for p in new for q in cut_too_long(p, sz.longest, sz.min_px)]
+        return new
+
+    def _joined(self, tracked: list[Piece], new: list[Piece], an: FrameAnalysis, cam: _Camera, sz: "_Sizes"
+                ) -> tuple[list[Piece], list[Piece], list[tuple[int, int]]]:
+        """Tracked and new pieces after the fragments joined the items they belong to, pieces
+        inside others were absorbed and parts of one item joined; with the tracks merged away."""
+        box_join = ((_px(cam, self.cfg.fragment_join_near), self.cfg.fragment_join_max_rect_loss)
+                    if self.cfg.fragment_join_near > 0 else None)
+        item_join = ((_px(cam, self.cfg.item_join_near), self.cfg.item_join_min_gain)
+                     if self.cfg.item_join_near > 0 else None)
+        apart = self._apart(an, cam, sz.min_px)
+        new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, sz.radius,
+                                    sz.small, box_join, item_join, apart, sz.longest)
+        locked = self._locked()  # absorbing a track never locks or unlocks another
+        tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new,  # type: ignore[arg-type]
+                                                   locked)
+        if self.cfg.part_join_max_length is not None:
+            tracked, parts = self._join_parts(tracked, cam, apart, locked)
+            merged += parts
+        return tracked, new, merged
+
+    def _take_new(self, new: list[Piece], tracked: list[Piece], an: FrameAnalysis, cam: _Camera, sz: "_Sizes",
+                  seen: list[tuple[Track, CameraView]], crossed: list[Track]) -> list[tuple[BBox, Ignored]]:
+        """Each new piece starts or joins a track (added to ``seen``), or is left out: returned
+        with the reason (:meth:`_ignore`)."""
+        occupied: np.ndarray | None = None
+
+        def isolated(piece: Piece, gap: float) -> bool:  # no other region within gap (x frame height)
+            nonlocal occupied
+            if occupied is None:
+                occupied = occupancy(an.mask.shape, tracked + new)
+            return alone(piece, occupied, max(1, _px(cam, gap)))
+
+        ignored: list[tuple[BBox, Ignored]] = []
+        for piece in new:
+            size = piece.area * sz.px / sz.min_area
+            why = self._ignore(piece, an, size, sz.thinnest, isolated)
+            if why is not None:
+                ignored.append((an.to_full(piece.box), why))
+                continue
+            tr = self._associate(an, cam, piece, {t.id for t, _ in seen})
+            if size < 1 and not tr.views:  # born small: confirmed only once seen that often
+                tr.min_hits = self.cfg.small_item_hits
+            seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
+        return ignored
 
     def _ignore(self, piece: Piece, an: FrameAnalysis, size: float, thinnest: float,
                 isolated: Callable[[Piece, float], bool]) -> Ignored | None:

@@ -10,6 +10,7 @@ downscaled image.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import cv2
@@ -21,14 +22,24 @@ from .split import piece_length, split_touching
 BOX_SHARE = 0.9  # a piece this much inside a bigger piece's box needs only half the hull share to join it
 
 
-def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: float,
-                   min_radius: float, small: tuple[float, int] = (0.0, 0),
-                   box_join: tuple[int, float] | None = None,
-                   item_join: tuple[int, float] | None = None,
-                   apart: Callable[[Piece, Piece, int], bool] | None = None,
-                   max_length: float | None = None) -> tuple[list[Piece], dict[int, Piece]]:
+@dataclass(frozen=True, slots=True)
+class JoinRules:
+    """When new pieces join a piece next to them (:func:`join_fragments`); px of the working image."""
+
+    gap: int  # pieces this close join when together they are one compact item
+    neck_ratio: float  # a neck this much narrower than the parts beside it separates two items (split_touching)
+    min_radius: float  # ... when the parts are at least this thick
+    small: tuple[float, int] = (0.0, 0)  # a piece under small[0] px² may join over small[1] px (and box_join)
+    box_join: tuple[int, float] | None = None  # (reach px, max loss of rectangle fill)
+    item_join: tuple[int, float] | None = None  # (reach px, min gain of rectangle fill)
+    max_length: float | None = None  # no join makes a piece longer than this
+
+
+def join_fragments(new: list[Piece], others: list[Piece], rules: JoinRules,
+                   apart: Callable[[Piece, Piece, int], bool] | None = None) -> tuple[list[Piece], dict[int, Piece]]:
     """Join new pieces that are fragments of an item next to them (an item with dark parts
     shows as several pieces; new items come in over the upstream edge, not beside others).
+    The rules (:class:`JoinRules`):
 
     A new piece joins a tracked piece when it lies mostly inside that item's outline (convex
     hull: items never overlap, so it is a part of it), or joins a piece within ``gap`` px (a
@@ -51,6 +62,8 @@ def join_fragments(new: list[Piece], others: list[Piece], gap: int, neck_ratio: 
     minimum-area rectangle; see :func:`cut_too_long`).
     Returns the new pieces left and ``{track key: grown piece}`` for tracked pieces that
     took fragments."""
+    gap, neck_ratio, min_radius, small = rules.gap, rules.neck_ratio, rules.min_radius, rules.small
+    box_join, item_join, max_length = rules.box_join, rules.item_join, rules.max_length
     grown: dict[int, Piece] = {}
     tracked = {p.key: p for p in others if p.key is not None}
     left = sorted(new, key=lambda p: p.area)

@@ -65,7 +65,7 @@ from .config import DetectorSection, TrackerSection
 from .detect import FRAGMENT_FRAC, FrameAnalysis
 from .geometry import BeltMap, box_overlap, point_in_box
 from .messages import BBox
-from .join import absorb_inside, join_fragments, parts_of_one_item, union
+from .join import JoinRules, absorb_inside, join_fragments, parts_of_one_item, union
 from .segment import EMPTY, Piece, Prior, alone, mean_contrast, merge_footprint, move_footprint, occupancy, segment
 from .split import bridged, cut_too_long, inscribed_radius, parted, split_by_core, split_by_fine_core, split_piece
 
@@ -317,8 +317,9 @@ class Tracker:
         item_join = ((_px(cam, self.cfg.item_join_near), self.cfg.item_join_min_gain)
                      if self.cfg.item_join_near > 0 else None)
         apart = self._apart(an, cam, sz.min_px)
-        new, grown = join_fragments(new, tracked, _px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, sz.radius,
-                                    sz.small, box_join, item_join, apart, sz.longest)
+        rules = JoinRules(_px(cam, self.cfg.join_gap), self.cfg.split_neck_ratio, sz.radius, sz.small, box_join,
+                          item_join, sz.longest)
+        new, grown = join_fragments(new, tracked, rules, apart)
         locked = self._locked()  # absorbing a track never locks or unlocks another
         tracked, new, merged = self._absorb_inside([grown.get(p.key, p) for p in tracked] + new,  # type: ignore[arg-type]
                                                    locked)

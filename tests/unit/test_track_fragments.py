@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ewaste_stream.detect import FrameAnalysis
-from ewaste_stream.join import join_fragments
+from ewaste_stream.join import JoinRules, join_fragments
 from ewaste_stream.segment import Piece, piece_from_mask, segment
 
 from test_track import FPS, _mask, _run, _tracker
@@ -47,7 +47,7 @@ def _p(rects) -> Piece:
 ])
 def test_join_fragments_small_fragment_within_near(frag, gap, small, joined):
     body = _p([(20, 40, 70, 80)])
-    out, _ = join_fragments([body, _p([frag])], [], gap=gap, neck_ratio=0.6, min_radius=2.5, small=small)
+    out, _ = join_fragments([body, _p([frag])], [], JoinRules(gap=gap, neck_ratio=0.6, min_radius=2.5, small=small))
     assert (len(out) == 1) is joined
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from ewaste_stream.config import TrackerSection
 from ewaste_stream.detect import FrameAnalysis
-from ewaste_stream.join import join_fragments, parts_of_one_item
+from ewaste_stream.join import JoinRules, join_fragments, parts_of_one_item
 from ewaste_stream.segment import EMPTY, merge_footprint, parts_fill, piece_from_mask, rect_fill, rect_gain
 from ewaste_stream.split import _median, split_by_core, split_piece
 from ewaste_stream.track import CameraView
@@ -202,7 +202,8 @@ def test_small_fragment_that_completes_a_box_joins_it(frag, tracked, box_join, j
     body = _box_piece([(20, 40), (80, 40), (80, 70), (20, 70)], key=7 if tracked else None)
     piece = _box_piece(frag)
     new, others = ([piece], [body]) if tracked else ([body, piece], [])
-    out, grown = join_fragments(new, others, gap=0, neck_ratio=0.6, min_radius=2.5, small=(500.0, 2), box_join=box_join)
+    out, grown = join_fragments(new, others, JoinRules(gap=0, neck_ratio=0.6, min_radius=2.5, small=(500.0, 2),
+                                                      box_join=box_join))
     if tracked:
         assert (7 in grown and not out) is joined
     else:
@@ -331,7 +332,7 @@ def test_item_sized_pieces_that_make_one_box_join(case, tracked, item_join, join
     first, second = _mask_piece(left, key=7 if tracked else None), _mask_piece(right)
     assert max(rect_fill(left), rect_fill(right)) < 0.95  # each alone is no box
     new, others = ([second], [first]) if tracked else ([first, second], [])
-    out, grown = join_fragments(new, others, gap=0, neck_ratio=0.6, min_radius=2.5, item_join=item_join)
+    out, grown = join_fragments(new, others, JoinRules(gap=0, neck_ratio=0.6, min_radius=2.5, item_join=item_join))
     if tracked:
         assert (7 in grown and not out) is joined
     else:
@@ -648,13 +649,13 @@ def test_parted_tells_two_bright_items_from_one(between, apart):
 def test_a_parted_neighbour_is_not_joined_for_being_near():
     from ewaste_stream.split import parted
     img, big, small = _side_by_side("belt")
-    joined, _ = join_fragments([big, small], [], 0, 0.6, 2.0, small=(368, 2))
+    joined, _ = join_fragments([big, small], [], JoinRules(0, 0.6, 2.0, small=(368, 2)))
     assert len(joined) == 1  # the nearness rule alone joins them: together they have no neck
-    kept, _ = join_fragments([big, small], [], 0, 0.6, 2.0, small=(368, 2),
+    kept, _ = join_fragments([big, small], [], JoinRules(0, 0.6, 2.0, small=(368, 2)),
                              apart=lambda a, b, gap: parted(a, b, img, (4.0, 4.0), 92, 0.3, gap))
     assert sorted(p.area for p in kept) == sorted((big.area, small.area))
     img, big, small = _side_by_side("bright")
-    one, _ = join_fragments([big, small], [], 0, 0.6, 2.0, small=(368, 2),
+    one, _ = join_fragments([big, small], [], JoinRules(0, 0.6, 2.0, small=(368, 2)),
                             apart=lambda a, b, gap: parted(a, b, img, (4.0, 4.0), 92, 0.3, gap))
     assert len(one) == 1
 
@@ -714,11 +715,11 @@ def test_no_join_makes_a_piece_longer_than_the_longest_item():
     band) unless together they are longer than max_length."""
     a = piece_from_mask(None, _row_of_items((20, 60, 70, 100)), 0, 0)
     b = piece_from_mask(None, _row_of_items((72, 60, 122, 100)), 0, 0)
-    joined, _ = join_fragments([a, b], [], gap=3, neck_ratio=0.6, min_radius=2.5)
+    joined, _ = join_fragments([a, b], [], JoinRules(gap=3, neck_ratio=0.6, min_radius=2.5))
     assert len(joined) == 1
-    apart, _ = join_fragments([a, b], [], gap=3, neck_ratio=0.6, min_radius=2.5, max_length=90)
+    apart, _ = join_fragments([a, b], [], JoinRules(gap=3, neck_ratio=0.6, min_radius=2.5, max_length=90))
     assert len(apart) == 2
-    again, _ = join_fragments([a, b], [], gap=3, neck_ratio=0.6, min_radius=2.5, max_length=110)
+    again, _ = join_fragments([a, b], [], JoinRules(gap=3, neck_ratio=0.6, min_radius=2.5, max_length=110))
     assert len(again) == 1
 
 

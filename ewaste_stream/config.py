@@ -190,6 +190,9 @@ class BatchingSection(_Section):
     # (batching.paint_others); None: off (also off with derotate)
     mask_neighbours: float | None = Field(0.0056, ge=0, le=0.1)
     max_inflight: int = Field(4, ge=1, le=64)  # batches queued for the classifier thread before waiting
+    # a view whose top probability is under this is classified mirrored too and the two averaged
+    # (batching.flip_unsure: ~43 % of the views, ~5 % more CPU; models/README.md "Mirrored second look"); None: off
+    flip_below: float | None = Field(0.9, gt=0, le=1)
 
 
 class VoteSection(_Section):

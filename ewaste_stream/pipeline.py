@@ -118,7 +118,7 @@ class Pipeline:
         b = config.batching
         self.selector = ViewSelector(b.views_per_item, b.guard_frames)
         self.batcher = Batcher(b.max_batch, b.max_wait_ms / 1000.0)
-        self.worker = InferenceWorker(classifier, b.max_inflight, inline=inline_inference)
+        self.worker = InferenceWorker(classifier, b.max_inflight, inline=inline_inference, flip_below=b.flip_below)
         self.factory = DecisionFactory(config, classifier, boot_id, wall_clock)
         self.obs: dict[int, list[Observation]] = {}
         self.waiting: dict[int, int] = {}  # track id -> its views not classified yet
@@ -217,6 +217,7 @@ class Pipeline:
             "frames": dict(self.frames), "frames_skipped": dict(self.skipped), "tracks": self.tracker.created,
             "decisions": self.counts["decisions"], "rejects": dict(self.factory.rejects),
             "labels": dict(self.factory.labels), "views": w.crops, "views_skipped": self.counts["views_skipped"],
+            "views_flipped": w.flipped,
             "batches": w.batches,
             "mean_batch": round(w.crops / w.batches, 2) if w.batches else 0.0,
             "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()}, "inference_s": round(w.busy_s, 3),

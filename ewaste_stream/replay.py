@@ -95,6 +95,7 @@ class ReplaySummary:
     rss_mb_end: float
     errors: list[str] = field(default_factory=list)
     views_skipped: int = 0  # views not classified: the item's views so far sorted it (batching.stop_confidence)
+    views_flipped: int = 0  # views classified mirrored too (batching.flip_below)
     pipeline: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -309,7 +310,7 @@ class _Replay:
             wall_latency_ms_p50=None if lat.size == 0 else round(float(np.percentile(lat, 50)), 2),
             wall_latency_ms_p99=None if lat.size == 0 else round(float(np.percentile(lat, 99)), 2),
             stage_s=stats["stage_s"], inference_s=stats["inference_s"], views=stats["views"],
-            views_skipped=stats.get("views_skipped", 0),
+            views_skipped=stats.get("views_skipped", 0), views_flipped=stats.get("views_flipped", 0),
             dropped=dropped, rss_mb_start=rss0, rss_mb_end=rss_mb(),
             errors=self.errors, pipeline=stats)
 
@@ -320,7 +321,7 @@ def format_summary(s: ReplaySummary) -> str:
         f"replayed {len(s.files)} file(s): {sum(s.frames.values())} frames, {s.video_s:.2f} s of video "
         f"in {s.wall_s:.2f} s ({s.realtime_factor:.2f}x real time, {s.fps:.1f} frames/s per camera)",
         f"items: {s.decisions} ({s.items_per_s:.1f} items/s)  views classified: {s.views} "
-        f"(skipped, item already sure: {s.views_skipped})",
+        f"(skipped, item already sure: {s.views_skipped}; mirrored too: {s.views_flipped})",
         "per class: " + (", ".join(f"{k} {v}" for k, v in sorted(s.labels.items())) or "-"),
         "rejects: " + (", ".join(f"{k} {v}" for k, v in sorted(s.rejects.items())) or "none"),
         f"decision latency: stream p50 {s.latency_ms_p50} ms, p99 {s.latency_ms_p99} ms (line -> decision); "

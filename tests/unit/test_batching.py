@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ewaste_stream.batching import Batcher, InferenceWorker, ViewJob, ViewSelector, square_crop
+from ewaste_stream.batching import Batcher, InferenceWorker, ViewJob, ViewSelector, flip_unsure, square_crop
 
 
 def _job(track: int, t: float) -> ViewJob:
@@ -166,3 +166,52 @@ def test_inference_worker_error_reaches_the_caller():
         assert isinstance(batch.future.exception(), RuntimeError)
     finally:
         w.close()
+
+
+class _Sided:
+    """Says class 1 for a crop whose left column is bright, class 0 otherwise, surer the brighter
+    the crop's first pixel: so a mirrored crop gets other probabilities than the crop."""
+
+    class_names = ("a", "b")
+    name = "sided"
+    sha256 = "0"
+
+    def __init__(self) -> None:
+        self.calls: list[list[np.ndarray]] = []
+
+    def predict(self, crops):
+        self.calls.append([c.copy() for c in crops])
+        out = []
+        for c in crops:
+            sure = 0.5 + c[0, 0, 1] / 510.0  # 0.5 .. 1.0
+            out.append([1 - sure, sure] if c[:, 0, 0].mean() > 100 else [sure, 1 - sure])
+        return np.array(out, np.float32)
+
+
+def _sided(left: int, sure_level: int) -> np.ndarray:
+    c = np.zeros((4, 6, 3), np.uint8)
+    c[:, 0, 0] = left  # the left column: bright or dark
+    c[0, 0, 1] = c[0, -1, 1] = sure_level  # mirrored, the first pixel keeps its level
+    return c
+
+
+@pytest.mark.parametrize("below, flipped", [(None, 0), (0.5, 0), (0.8, 1), (0.95, 2)])
+def test_unsure_views_get_a_mirrored_second_look(below, flipped):
+    """Only the views under ``flip_below`` are classified again, mirrored, and averaged."""
+    sure, unsure = _sided(200, 204), _sided(200, 51)  # class 1 at 0.9 / at 0.6; mirrored, class 0 at 0.9 / 0.6
+    clf = _Sided()
+    w = InferenceWorker(clf, inline=True, flip_below=below)
+    b = w.submit([ViewJob(1, "cam0", 0.0, sure), ViewJob(2, "cam0", 0.0, unsure)])
+    probs = b.future.result()
+    assert w.flipped == flipped and len(clf.calls) == (1 if flipped == 0 else 2)
+    if flipped:  # the second call: the unsure crops only, mirrored left to right
+        assert len(clf.calls[1]) == flipped and np.array_equal(clf.calls[1][-1], unsure[:, ::-1])
+        assert flipped == 2 or not np.array_equal(clf.calls[1][0], sure[:, ::-1])
+    np.testing.assert_allclose(probs[1], [0.5, 0.5] if flipped >= 1 else [0.4, 0.6], atol=1e-6)
+    np.testing.assert_allclose(probs[0], [0.5, 0.5] if flipped == 2 else [0.1, 0.9], atol=1e-6)
+
+
+def test_flip_unsure_refuses_a_classifier_that_answers_the_wrong_shape():
+    with pytest.raises(ValueError, match="mirrored"):
+        flip_unsure(lambda crops: np.zeros((len(crops) + 1, 2), np.float32), [np.zeros((2, 2, 3), np.uint8)],
+                    np.array([[0.5, 0.5]], np.float32), 0.9)

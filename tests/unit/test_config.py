@@ -60,6 +60,7 @@ BAD = [
     ("decision:\n  lanes:\n    - y_max: 0.5\n", "decision.lanes[0].name", 3, "Field required"),
     ("model:\n  backend: tensorrt\n", "model.backend", 2, "'auto', 'onnx' or 'torch'"),
     ("fsync: always\n", "fsync", 1, "unknown key"),
+    ("batching:\n  flip_below: 1.5\n", "batching.flip_below", 2, "less than or equal to 1"),
 ]
 
 

@@ -19,7 +19,8 @@ cuts crops at the ground truth's boxes instead. Export the int8 graph and measur
 
 The shipped head was made in two such steps (models/README.md, "Head refitted on belt-video crops"): BASE is
 models/default as of a180739 (``git worktree add /tmp/base a180739``: /tmp/base/models/default), itself refitted
-with ``--views line`` from the soup of commit 120cc5f.
+with ``--views line`` from the soup of commit 120cc5f. It was refitted before ``batching.flip_below`` existed: pass
+``--config`` a file with ``batching: {flip_below: null}`` to replay the videos as it did.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                          "--like model and the default config (its views, the other items painted out), labelled "
                          "via the scorer's matching; line: crops cut at the ground truth's boxes, at the line and "
                          "earlier (--frames, --step), as the head shipped on 2026-12-07 was fitted")
+    ap.add_argument("--config", default=None, help="--views pipeline: the YAML config the replays run with (default: "
+                                                   "the built-in defaults)")
     ap.add_argument("--frames", type=int, default=2, help="--views line: views per item, at the line and earlier (default 2)")
     ap.add_argument("--step", type=int, default=10, help="--views line: frames between an item's views (default 10)")
     ap.add_argument("--l2", type=float, default=0.1, help="pull of the head's weights toward the old ones (default 0.1)")
@@ -79,10 +82,14 @@ def run(args: argparse.Namespace) -> int:
     model, info = load_torch_model(args.like)
     model = model.float().eval()
     if args.views == "pipeline":
-        from ewaste_stream.config import load_config
+        from ewaste_stream.config import ConfigError, load_config
         from ewaste_stream.model import classifier_from_config
 
-        config = load_config(None)  # the shipped defaults, as `ewaste-stream replay` runs them
+        try:
+            config = load_config(args.config)  # default: the shipped defaults, as `ewaste-stream replay` runs them
+        except ConfigError as exc:
+            print(f"error: --config: {exc}", file=sys.stderr)
+            return 2
         config = config.model_copy(update={"model": config.model.model_copy(update={"dir": Path(args.like)})})
         classifier = classifier_from_config(config)  # the runtime the line runs: it picks the views
 

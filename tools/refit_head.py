@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                          "earlier (--frames, --step), as the head shipped on 2026-12-07 was fitted")
     ap.add_argument("--config", default=None, help="--views pipeline: the YAML config the replays run with (default: "
                                                    "the built-in defaults)")
-    ap.add_argument("--frames", type=int, default=2, help="--views line: views per item, at the line and earlier (default 2)")
+    ap.add_argument("--frames", type=int, default=2,
+                    help="--views line: views per item, at the line and earlier (default 2)")
     ap.add_argument("--step", type=int, default=10, help="--views line: frames between an item's views (default 10)")
     ap.add_argument("--l2", type=float, default=0.1, help="pull of the head's weights toward the old ones (default 0.1)")
     ap.add_argument("--out", required=True, help="model folder to write (may not be the --like folder)")
@@ -122,12 +123,12 @@ def run(args: argparse.Namespace) -> int:
     base = {"version": info.version, **{k: v for k, v in (info.metrics.get("temperature_fit") or {}).items()
                                         if k in ("averaged_from", "head_refit")}}
     info = info.model_copy(update={"name": name, "version": refit_version(info.version), "metrics": {}})
+    refit = {"from": str(args.like), "base": base, "views": counts, "cut": args.views,
+             **({"frames": args.frames, "step": args.step} if args.views == "line" else {}),
+             **({"config": str(args.config)} if args.config and args.views == "pipeline" else {}),
+             "l2": args.l2, "photo_weight": args.photo_weight}
     metrics = save_recalibrated(model, info, args.out, args.data, args.train_dir, args.belt_per_photo, args.belt_seed,
-                                provenance={"head_refit": {"from": str(args.like), "base": base, "views": counts,
-                                                           "cut": args.views, **({"frames": args.frames, "step": args.step}
-                                                                                 if args.views == "line" else {}),
-                                                           "l2": args.l2,
-                                                           "photo_weight": args.photo_weight}})
+                                provenance={"head_refit": refit})
     print(json.dumps({"temperature_fit": metrics["temperature_fit"], "val": metrics["val"]}, indent=1))
     return 0
 

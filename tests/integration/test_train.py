@@ -255,7 +255,8 @@ def test_bad_training_input_exits_2(tmp_path, argv, code):
     ("average_checkpoints", ["/nonexistent/best.pt", "--like", "MODEL", "--out", "OUT", "--data", "DATA"]),
     ("orientation_study", ["--model", "MODEL", "--data", "/nonexistent/val"]),
     ("refit_head", ["--like", "/nonexistent/model", "--videos", "V", "--out", "OUT", "--data", "DATA"]),
-    ("refit_head", ["--like", "MODEL", "--videos", "V", "--out", "OUT", "--data", "DATA", "--config", "/nonexistent/c.yaml"]),
+    ("refit_head", ["--like", "MODEL", "--videos", "V", "--out", "OUT", "--data", "DATA",
+                    "--config", "/nonexistent/c.yaml"]),
 ])
 def test_tools_name_a_missing_folder_and_exit_2(trained, dataset, tmp_path, capsys, tool_name, argv):
     subst = {"OUT": str(tmp_path / "o"), "DATA": str(dataset / "val"), "MODEL": str(trained / "model")}

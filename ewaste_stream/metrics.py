@@ -124,9 +124,16 @@ class _SnapshotCollector:
         yield logged
         ignored = CounterMetricFamily("ewaste_regions_ignored", "New regions of the detector's mask the tracker "
                                       "left out, per frame, by reason (replay --annotate draws them)", labels=["reason"])
-        for reason, n in ((snap.get("pipeline") or {}).get("ignored_regions") or {}).items():
+        pipe = snap.get("pipeline") or {}
+        for reason, n in (pipe.get("ignored_regions") or {}).items():
             ignored.add_metric([reason], n)
         yield ignored
+        views = CounterMetricFamily("ewaste_views", "Item views by what became of them: classified, skipped (the item "
+                                    "was already sure), mirrored (classified again mirrored: batching.flip_below)",
+                                    labels=["outcome"])
+        for outcome, key in (("classified", "views"), ("skipped", "views_skipped"), ("mirrored", "views_flipped")):
+            views.add_metric([outcome], pipe.get(key, 0))
+        yield views
         up = GaugeMetricFamily("ewaste_healthy", "1 when /healthz says ok")
         up.add_metric([], 1.0 if snap.get("status") == "ok" else 0.0)
         yield up

@@ -32,13 +32,16 @@ def test_snapshot_feeds_per_source_series_and_registries_are_independent():
     snap = {"status": "ok", "sources": {"cam0": {"frames": 10, "dropped": 2, "reconnects": 1, "state": "running",
                                                    "fps": 25.0}},
             "queue_depths": {"cam0": 1, "publisher": 0}, "publisher": {"published": 7},
-            "pipeline": {"ignored_regions": {"faint": 12, "thin": 0}}}
+            "pipeline": {"ignored_regions": {"faint": 12, "thin": 0}, "views": 40, "views_skipped": 9,
+                         "views_flipped": 17}}
     a, b = DaemonMetrics(lambda: snap), DaemonMetrics()
     text = a.render().decode()
     assert 'ewaste_frames_dropped_total{camera="cam0"} 2.0' in text
     assert 'ewaste_queue_depth{queue="publisher"} 0.0' in text and "ewaste_healthy 1.0" in text
     assert "ewaste_publisher_published_total 7.0" in text
     assert 'ewaste_regions_ignored_total{reason="faint"} 12.0' in text
+    assert 'ewaste_views_total{outcome="classified"} 40.0' in text
+    assert 'ewaste_views_total{outcome="mirrored"} 17.0' in text and 'ewaste_views_total{outcome="skipped"} 9.0' in text
     assert "cam0" not in b.render().decode()
 
 

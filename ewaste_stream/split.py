@@ -154,16 +154,16 @@ def _split_by_seeds(piece: Piece, seeds: list[np.ndarray], min_rect_gain: float)
 
 
 def split_by_fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, float], min_px: float,
-                       min_radius: float, min_rect_gain: float, k: float = 3.0, floor: float = 10.0) -> list[Piece]:
+                       min_radius: float, min_rect_gain: float) -> list[Piece]:
     """:func:`split_by_core` on the full-resolution picture (``image``, BGR; ``scale``: the
     mask's px -> the picture's px), for a piece no track has claimed yet. Two items
     one behind the other along the belt, 10 px apart, keep only ~3 px of clean belt between
     them once motion-blurred: under one px at the mask's scale, but there at full resolution.
-    The cores are :func:`fine_core`'s (``k``, ``floor``). Cores of at least ``min_px`` (px
+    The cores are :func:`fine_core`'s. Cores of at least ``min_px`` (px
     of the mask's scale) and ``min_radius`` thick are the seeds of :func:`_split_by_seeds`."""
     if piece.area < 2 * min_px:
         return [piece]
-    fine = fine_core(piece, image, scale, k, floor)
+    fine = fine_core(piece, image, scale)
     if fine is None:
         return [piece]
     sx, sy = scale
@@ -181,7 +181,7 @@ def split_by_fine_core(piece: Piece, image: np.ndarray, scale: tuple[float, floa
 
 
 def bridged(piece: Piece, parts: Sequence[Piece], image: np.ndarray, scale: tuple[float, float],
-            share: float, k: float = 3.0, floor: float = 10.0) -> bool:
+            share: float) -> bool:
     """Whether ``parts`` of ``piece`` are one item on the full-resolution picture: at least
     ``share`` of every part's :func:`fine_core` pixels lie in cores that reach into another part.
 
@@ -190,7 +190,7 @@ def bridged(piece: Piece, parts: Sequence[Piece], image: np.ndarray, scale: tupl
     cap). Two items 10 px apart keep a line of clean belt between them at full resolution,
     which parts their cores; one item's bright or coloured surface runs on through its
     waist. Dark parts of an item show no core, so they never hold a cut back."""
-    fine = fine_core(piece, image, scale, k, floor)
+    fine = fine_core(piece, image, scale)
     if fine is None:
         return False
     cores = _part_cores(fine, piece, parts)
@@ -198,7 +198,7 @@ def bridged(piece: Piece, parts: Sequence[Piece], image: np.ndarray, scale: tupl
 
 
 def parted(a: Piece, b: Piece, image: np.ndarray, scale: tuple[float, float], min_px: float, min_core: float,
-           reach: int = 2, share: float = 0.5, k: float = 3.0, floor: float = 10.0) -> bool:
+           reach: int = 2, share: float = 0.5) -> bool:
     """Whether two pieces side by side are two items by the full-resolution picture: both are at
     least ``min_px`` (px of the mask's scale), at least ``min_core`` of each one's pixels are
     bright or coloured (:func:`fine_core`, looked at over both pieces and the gap of up to
@@ -214,7 +214,7 @@ def parted(a: Piece, b: Piece, image: np.ndarray, scale: tuple[float, float], mi
     whole = piece_from_mask(None, closed, x0, y0)  # across the gap too
     if whole is None:
         return False
-    fine = fine_core(whole, image, scale, k, floor)
+    fine = fine_core(whole, image, scale)
     if fine is None:
         return False
     cores = _part_cores(fine, whole, (a, b))

@@ -286,7 +286,7 @@ class Tracker:
         lost, closed = self._expire(an.t)
         return TrackStep(an.camera, an.t, seen, crossed, lost, closed, merged, ignored)
 
-    def _sizes(self, cam: _Camera) -> "_Sizes":
+    def _sizes(self, cam: _Camera) -> _Sizes:
         px = cam.scale[0] * cam.scale[1]
         min_area = self.det_cfg.min_item_area(cam.width, cam.height)  # full-res px
         small = (self.cfg.entering_small * min_area / px, _px(cam, self.cfg.entering_near))
@@ -294,7 +294,7 @@ class Tracker:
                       _length(cam, self.cfg.split_min_radius), _length(cam, self.cfg.min_item_radius),
                       None if self.cfg.new_max_length is None else _length(cam, self.cfg.new_max_length))
 
-    def _new_pieces(self, pieces: list[Piece], an: FrameAnalysis, cam: _Camera, sz: "_Sizes") -> list[Piece]:
+    def _new_pieces(self, pieces: list[Piece], an: FrameAnalysis, cam: _Camera, sz: _Sizes) -> list[Piece]:
         """The new pieces (not entering), each cut into the items it holds: at necks, along the
         item cores of the mask and of the picture, across when longer than any item."""
         radius = sz.radius
@@ -308,7 +308,7 @@ class Tracker:
             new = [q for p in new for q in cut_too_long(p, sz.longest, sz.min_px)]
         return new
 
-    def _joined(self, tracked: list[Piece], new: list[Piece], an: FrameAnalysis, cam: _Camera, sz: "_Sizes"
+    def _joined(self, tracked: list[Piece], new: list[Piece], an: FrameAnalysis, cam: _Camera, sz: _Sizes
                 ) -> tuple[list[Piece], list[Piece], list[tuple[int, int]]]:
         """Tracked and new pieces after the fragments joined the items they belong to, pieces
         inside others were absorbed and parts of one item joined; with the tracks merged away."""
@@ -328,7 +328,7 @@ class Tracker:
             merged += parts
         return tracked, new, merged
 
-    def _take_new(self, new: list[Piece], tracked: list[Piece], an: FrameAnalysis, cam: _Camera, sz: "_Sizes",
+    def _take_new(self, new: list[Piece], tracked: list[Piece], an: FrameAnalysis, cam: _Camera, sz: _Sizes,
                   seen: list[tuple[Track, CameraView]], crossed: list[Track]) -> list[tuple[BBox, Ignored]]:
         """Each new piece starts or joins a track (added to ``seen``), or is left out: returned
         with the reason (:meth:`_ignore`)."""
@@ -343,7 +343,7 @@ class Tracker:
         ignored: list[tuple[BBox, Ignored]] = []
         for piece in new:
             size = piece.area * sz.px / sz.min_area
-            why = self._ignore(piece, an, size, sz.thinnest, isolated)
+            why = self._ignore(piece, an, size, sz, isolated)
             if why is not None:
                 ignored.append((an.to_full(piece.box), why))
                 continue
@@ -353,10 +353,10 @@ class Tracker:
             seen.append((tr, self._observe(tr, cam, an, piece, crossed)))
         return ignored
 
-    def _ignore(self, piece: Piece, an: FrameAnalysis, size: float, thinnest: float,
+    def _ignore(self, piece: Piece, an: FrameAnalysis, size: float, sz: _Sizes,
                 isolated: Callable[[Piece, float], bool]) -> Ignored | None:
         """Why a new region (``size`` x the min item area) is not an item, or None when it is one."""
-        if piece.area * an.scale[0] * an.scale[1] > self.det_cfg.max_area:
+        if piece.area * sz.px > self.det_cfg.max_area:
             return Ignored.TOO_BIG
         if size < 1:
             sa = self.cfg.small_item_area
@@ -374,7 +374,7 @@ class Tracker:
                     return Ignored.FAINT  # barely off the belt all over: a bright or dark patch of the belt
                 if not isolated(piece, self.cfg.isolated_gap):
                     return Ignored.FAINT_CROWDED  # ... or a dark part of the item beside it
-        if inscribed_radius(piece.mask) < thinnest:
+        if inscribed_radius(piece.mask) < sz.thinnest:
             return Ignored.THIN  # a thin streak (a shadow's rim, a blurred edge), thinner than any item
         return None
 

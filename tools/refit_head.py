@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photo-weight", type=float, default=1.0, help="weight of a photo against a video crop (default 1)")
     ap.add_argument("--views", choices=("pipeline", "line"), default="pipeline",
                     help="pipeline (default): the crops the pipeline classifies when it replays the video with the "
-                         "--like model and the default config (its views, the other items painted out), labelled "
+                         "--like model and --config (its views, the other items painted out), labelled "
                          "via the scorer's matching; line: crops cut at the ground truth's boxes, at the line and "
-                         "earlier (--frames, --step), as the head shipped on 2026-12-07 was fitted")
+                         "earlier (--frames, --step), as the session 21 head was fitted")
     ap.add_argument("--config", default=None, help="--views pipeline: the YAML config the replays run with (default: "
                                                    "the built-in defaults)")
     ap.add_argument("--frames", type=int, default=2,

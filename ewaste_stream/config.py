@@ -190,9 +190,18 @@ class BatchingSection(_Section):
     # (batching.paint_others); None: off (also off with derotate)
     mask_neighbours: float | None = Field(0.0056, ge=0, le=0.1)
     max_inflight: int = Field(4, ge=1, le=64)  # batches queued for the classifier thread before waiting
-    # a view whose top probability is under this is classified mirrored too and the two averaged
-    # (batching.flip_unsure: ~43 % of the views, ~5 % more CPU; models/README.md "Mirrored second look"); None: off
+    # a view whose top probability is under this is classified mirrored too, each way in flips, and all averaged
+    # (batching.flip_unsure: ~43 % of the views; models/README.md "Mirrored second look"); None: off
     flip_below: float | None = Field(0.9, gt=0, le=1)
+    # the mirrors of that second look (batching.MIRRORS), averaged with the view: each one ~5 % more CPU
+    flips: tuple[Literal["horizontal", "vertical", "both"], ...] = Field(("horizontal", "vertical"), min_length=1)
+
+    @field_validator("flips")
+    @classmethod
+    def _distinct_flips(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"each mirror once: {list(v)}")
+        return v
 
 
 class VoteSection(_Section):

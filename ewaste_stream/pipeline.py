@@ -118,7 +118,8 @@ class Pipeline:
         b = config.batching
         self.selector = ViewSelector(b.views_per_item, b.guard_frames)
         self.batcher = Batcher(b.max_batch, b.max_wait_ms / 1000.0)
-        self.worker = InferenceWorker(classifier, b.max_inflight, inline=inline_inference, flip_below=b.flip_below)
+        self.worker = InferenceWorker(classifier, b.max_inflight, inline=inline_inference, flip_below=b.flip_below,
+                                      flips=b.flips)
         self.factory = DecisionFactory(config, classifier, boot_id, wall_clock)
         self.obs: dict[int, list[Observation]] = {}
         self.waiting: dict[int, int] = {}  # track id -> its views not classified yet

@@ -211,6 +211,42 @@ def test_unsure_views_get_a_mirrored_second_look(below, flipped):
     np.testing.assert_allclose(probs[0], [0.5, 0.5] if flipped == 2 else [0.1, 0.9], atol=1e-6)
 
 
+class _Corner:
+    """Class 1 with the probability of the crop's top-left pixel (/ 255): a mirrored crop shows
+    another corner there."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[np.ndarray]] = []
+
+    def predict(self, crops):
+        self.calls.append([c.copy() for c in crops])
+        return np.array([[1 - c[0, 0, 0] / 255.0, c[0, 0, 0] / 255.0] for c in crops], np.float32)
+
+
+@pytest.mark.parametrize("flips, p1", [
+    (("horizontal",), (0.2 + 0.4) / 2),
+    (("vertical",), (0.2 + 0.6) / 2),
+    (("both",), (0.2 + 0.8) / 2),
+    (("horizontal", "vertical"), (0.2 + 0.4 + 0.6) / 3),
+    (("horizontal", "vertical", "both"), (0.2 + 0.4 + 0.6 + 0.8) / 4),
+])
+def test_each_mirror_of_the_second_look_is_averaged_in(flips, p1):
+    crop = np.zeros((4, 6, 3), np.uint8)
+    crop[0, 0, 0], crop[0, -1, 0], crop[-1, 0, 0], crop[-1, -1, 0] = 51, 102, 153, 204  # 0.2 .. 0.8 by corner
+    sure = np.zeros_like(crop)  # 1.0 for class 0: no second look
+    clf = _Corner()
+    w = InferenceWorker(clf, inline=True, flip_below=0.9, flips=flips)
+    probs = w.submit([ViewJob(1, "cam0", 0.0, sure), ViewJob(2, "cam0", 0.0, crop)]).future.result()
+    assert w.flipped == 1 and len(clf.calls) == 2 and len(clf.calls[1]) == len(flips)  # one more call, all mirrors
+    np.testing.assert_allclose(probs[1], [1 - p1, p1], atol=1e-6)
+    np.testing.assert_allclose(probs[0], [1.0, 0.0], atol=1e-6)
+
+
+def test_an_unknown_mirror_is_refused():
+    with pytest.raises(ValueError, match="sideways"):
+        InferenceWorker(_Corner(), inline=True, flip_below=0.9, flips=("sideways",))
+
+
 def test_flip_unsure_refuses_a_classifier_that_answers_the_wrong_shape():
     with pytest.raises(ValueError, match="mirrored"):
         flip_unsure(lambda crops: np.zeros((len(crops) + 1, 2), np.float32), [np.zeros((2, 2, 3), np.uint8)],

@@ -45,3 +45,19 @@ def test_drop_pattern_is_checked_when_the_arguments_are_read(text, ok, capsys):
         with pytest.raises(SystemExit) as e:
             bench._args(["--video", "v.mp4", "--drop", text])
         assert e.value.code == 2 and "--drop" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, key", [("batching.flips=[horizontal]", "batching.flips"),
+                                          ('batching.flips=["sideways"]', "batching.flips[0]"),
+                                          ("batching.no_such_key=1", "batching.no_such_key")])
+def test_a_bad_setting_is_named_with_exit_2_before_any_video_is_read(setting, key, tmp_path, capsys):
+    bench = load_tool("bench_pipeline")
+    assert bench.run(["--video", str(tmp_path / "absent.mp4"), "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert key in err and "(command line)" in err
+
+
+def test_a_list_setting_is_read_as_json():
+    bench = load_tool("bench_pipeline")
+    cfg = bench._config(bench._args(["--video", "v.mp4", "--set", 'batching.flips=["both"]']))
+    assert cfg.batching.flips == ("both",)

@@ -61,6 +61,9 @@ BAD = [
     ("model:\n  backend: tensorrt\n", "model.backend", 2, "'auto', 'onnx' or 'torch'"),
     ("fsync: always\n", "fsync", 1, "unknown key"),
     ("batching:\n  flip_below: 1.5\n", "batching.flip_below", 2, "less than or equal to 1"),
+    ("batching:\n  flips: [horizontal, sideways]\n", "batching.flips[1]", 2, "'horizontal', 'vertical' or 'both'"),
+    ("batching:\n  flips: [vertical, vertical]\n", "batching.flips", 2, "each mirror once"),
+    ("batching:\n  flips: []\n", "batching.flips", 2, "at least 1"),
 ]
 
 

@@ -457,6 +457,44 @@ def _merge(base: dict[str, Any], over: dict[str, Any], path: tuple = (), seen: s
     return out
 
 
+def parse_setting(text: str) -> tuple[tuple[str, ...], Any]:
+    """``SECTION.KEY=VALUE`` (or ``KEY=VALUE`` at the top level) from a command line: the key path
+    and the value, read as JSON where it parses (``0.5``, ``null``, ``["horizontal"]``), else as
+    the bare string (``fp32``). ValueError when the text is not of that form."""
+    key, eq, value = text.partition("=")
+    path = tuple(key.strip().split("."))
+    if not eq or not all(path) or len(path) > 2:
+        raise ValueError(f"{text!r}: give SECTION.KEY=VALUE, e.g. vote.min_confidence=0.7")
+    try:
+        return path, json.loads(value)
+    except json.JSONDecodeError:
+        return path, value
+
+
+def setting_arg(text: str) -> str:
+    """argparse ``type`` for ``--set``: the text, once :func:`parse_setting` accepts its form."""
+    import argparse
+
+    try:
+        parse_setting(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def settings_overrides(texts: list[str]) -> dict[str, Any]:
+    """The nested ``overrides`` of :func:`load_config` for command-line settings (:func:`parse_setting`);
+    a later setting of the same key wins."""
+    out: dict[str, Any] = {}
+    for text in texts:
+        path, value = parse_setting(text)
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Load and validate a YAML config (defaults when ``path`` is None).
 

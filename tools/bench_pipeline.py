@@ -44,7 +44,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in defaults)")
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the config's)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", type=_setting,
                    help="config override, e.g. batching.views_per_item=2 or model.precision=fp32 "
                         "(JSON, else a string; repeatable)")
     p.add_argument("--loops", type=int, default=1, help="play the video this many times (memory check)")
@@ -58,6 +58,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _setting(text: str) -> str:
+    from ewaste_stream.config import setting_arg
+
+    return setting_arg(text)
+
+
 def _drop(text: str) -> tuple[int, int]:
     try:
         n, k = (int(x) for x in text.split(":"))
@@ -69,17 +75,9 @@ def _drop(text: str) -> tuple[int, int]:
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202
-    from ewaste_stream.config import load_config
+    from ewaste_stream.config import load_config, settings_overrides
 
-    over: dict = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        section, _, name = key.partition(".")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:  # a bare word such as fp32 is meant as a string
-            parsed = value
-        over.setdefault(section, {})[name] = parsed
+    over = settings_overrides(args.set)
     if args.model is not None:
         over.setdefault("model", {})["dir"] = str(args.model)
     return load_config(args.config, over or None)

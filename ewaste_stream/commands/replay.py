@@ -10,9 +10,18 @@ HELP = ("run the pipeline on video files (several files = frame-synchronous came
         "unless --realtime; prints a summary")
 
 
+def _setting(text: str) -> str:
+    from ..config import setting_arg  # the CLI imports a command's libraries only when it runs
+
+    return setting_arg(text)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="video file(s); file i is camera i")
     p.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", type=_setting,
+                   help="change one config key over --config, e.g. vote.min_confidence=0.7 or "
+                        "'batching.flips=[\"horizontal\"]' (JSON, else a string; repeatable)")
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the config's model.dir)")
     p.add_argument("--out", type=Path, default=None, help="write decisions here, one JSON object a line")
     p.add_argument("--annotate", type=Path, default=None, metavar="OUT.mp4",
@@ -30,13 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from loguru import logger
 
-    from ..config import ConfigError, load_config
+    from ..config import ConfigError, load_config, settings_overrides
     from ..protocol import encode_decision
     from ..annotate import AnnotateError
     from ..replay import ReplayError, ReplayHooks, ReplayOptions, format_summary, replay_files, summary_json
 
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, settings_overrides(args.set) or None)
         if args.model is not None:
             cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"dir": args.model})})
         if args.calibration is not None:

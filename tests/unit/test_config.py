@@ -11,7 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from ewaste_stream.cli import main
-from ewaste_stream.config import REPO_ROOT, Config, ConfigError, check_paths, load_config, yaml_key_lines
+from ewaste_stream.config import (REPO_ROOT, Config, ConfigError, check_paths, load_config, parse_setting,
+                                  settings_overrides, yaml_key_lines)
 
 
 @pytest.fixture(autouse=True)
@@ -188,3 +189,28 @@ def test_default_yaml_values_are_the_schema_defaults():
 
     walk(schema, text, "")
     assert not diffs, "config/default.yaml differs from the schema defaults:\n" + "\n".join(diffs)
+
+
+@pytest.mark.parametrize("text, path, value", [
+    ("vote.min_confidence=0.7", ("vote", "min_confidence"), 0.7),
+    ("batching.flip_below=null", ("batching", "flip_below"), None),
+    ('batching.flips=["horizontal"]', ("batching", "flips"), ["horizontal"]),
+    ("model.precision=fp32", ("model", "precision"), "fp32"),  # not JSON: the bare string
+    ("line=L2", ("line",), "L2"),
+    ("decision.line_position=", ("decision", "line_position"), ""),
+])
+def test_a_command_line_setting_is_read_as_json_else_as_a_string(text, path, value):
+    assert parse_setting(text) == (path, value)
+
+
+@pytest.mark.parametrize("text", ["vote", "=1", "vote.=1", ".x=1", "a.b.c=1"])
+def test_a_setting_not_of_the_form_section_key_value_is_refused(text):
+    with pytest.raises(ValueError, match="SECTION.KEY=VALUE"):
+        parse_setting(text)
+
+
+def test_settings_nest_and_the_last_of_a_key_wins_over_the_file(tmp_path):
+    over = settings_overrides(["vote.min_confidence=0.7", "vote.min_margin=0.1", "vote.min_confidence=0.8"])
+    assert over == {"vote": {"min_confidence": 0.8, "min_margin": 0.1}}
+    cfg = load_config(_write(tmp_path, "vote:\n  min_confidence: 0.5\n  min_views: 1\n"), over)
+    assert (cfg.vote.min_confidence, cfg.vote.min_margin, cfg.vote.min_views) == (0.8, 0.1, 1)

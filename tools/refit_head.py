@@ -17,7 +17,17 @@ cuts crops at the ground truth's boxes instead. Export the int8 graph and measur
         --data ../shared/datasets/ewaste/val --train-dir ../shared/datasets/ewaste/train
     ewaste-stream export runs/refitpv --format onnx-int8 --calib ../shared/datasets/ewaste/train
 
-The shipped head was made in two such steps (models/README.md, "Head refitted on belt-video crops"): BASE is
+``--top-blocks K`` also trains the last K block stages and ``conv_head`` of an EfficientNet-style model with the
+head (AdamW, 4 epochs, L2 toward the start; the stages below stay, their output is cached once). The shipped model
+is the session 23 folder with ``--top-blocks 2`` (models/README.md, "Top blocks tuned on the pipeline's views"):
+
+    python tools/refit_head.py --like runs/refitpv2 --videos runs/tr/t90[1-8]/belt.cam0.mp4 runs/tr360/t92*/belt.cam0.mp4 \
+        --photos ../shared/datasets/ewaste/train --out runs/top2 --top-blocks 2 \
+        --data ../shared/datasets/ewaste/val --train-dir ../shared/datasets/ewaste/train
+
+where runs/refitpv2 is models/default as of commit 56e5abb (``git worktree add /tmp/s23 56e5abb``).
+
+The session 23 head was made in two such steps (models/README.md, "Head refitted on belt-video crops"): BASE is
 models/default as of a180739 (``git worktree add /tmp/base a180739``: /tmp/base/models/default), itself refitted
 with ``--views line`` from the soup of commit 120cc5f. It was refitted before ``batching.flip_below`` existed: pass
 ``--config`` a file with ``batching: {flip_below: null}`` to replay the videos as it did.
@@ -51,22 +61,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=2,
                     help="--views line: views per item, at the line and earlier (default 2)")
     ap.add_argument("--step", type=int, default=10, help="--views line: frames between an item's views (default 10)")
-    ap.add_argument("--l2", type=float, default=0.1, help="pull of the head's weights toward the old ones (default 0.1)")
+    ap.add_argument("--l2", type=float, default=None,
+                    help="pull of the refitted weights toward the old ones (default 0.1 for the head alone, 0.01 "
+                         "with --top-blocks)")
+    ap.add_argument("--top-blocks", type=int, default=0, metavar="K",
+                    help="also train the last K block stages and conv_head of an EfficientNet-style model with the "
+                         "head (AdamW on the cached output of the stages below; default 0: the head alone, L-BFGS)")
+    ap.add_argument("--epochs", type=int, default=4, help="--top-blocks: epochs (default 4)")
+    ap.add_argument("--lr", type=float, default=2e-4, help="--top-blocks: peak learning rate (default 2e-4)")
     ap.add_argument("--out", required=True, help="model folder to write (may not be the --like folder)")
     add_recalibration_flags(ap, name_default="the --like folder's")
     args = ap.parse_args(argv)
     if Path(args.out).resolve() == Path(args.like).resolve():
         ap.error("--out must be another folder than --like")
+    if args.l2 is None:
+        args.l2 = 0.01 if args.top_blocks else 0.1
     if args.frames < 1 or args.step < 1 or args.l2 < 0 or args.photo_weight < 0:
         ap.error("--frames and --step must be >= 1, --l2 and --photo-weight >= 0")
+    if args.top_blocks < 0 or args.epochs < 1 or args.lr <= 0:
+        ap.error("--top-blocks must be >= 0, --epochs >= 1 and --lr > 0")
     return run_tool(run, args)  # a bad folder, video or photo: named, exit 2, no traceback
 
 
-def refit_version(version: str) -> str:
-    """The version of a refitted head: ``v`` -> ``v-headrefit``, ``v-headrefit`` -> ``v-headrefit2``,
-    ``v-headrefitN`` -> ``v-headrefit<N+1>`` (a refit of a refit does not stack suffixes)."""
-    m = re.fullmatch(r"(.*-headrefit)(\d*)", version)
-    return f"{version}-headrefit" if m is None else f"{m.group(1)}{int(m.group(2) or 1) + 1}"
+def refit_version(version: str, tag: str = "headrefit") -> str:
+    """The version of a refitted model: ``v`` -> ``v-headrefit``, ``v-headrefit`` -> ``v-headrefit2``,
+    ``v-headrefitN`` -> ``v-headrefit<N+1>`` (a refit of a refit does not stack suffixes); ``tag``
+    names the kind of refit (``top2blocks`` for two block stages tuned too)."""
+    m = re.fullmatch(rf"(.*-{re.escape(tag)})(\d*)", version)
+    return f"{version}-{tag}" if m is None else f"{m.group(1)}{int(m.group(2) or 1) + 1}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,11 +99,20 @@ def run(args: argparse.Namespace) -> int:
     from ewaste_stream.training.data import scan_split
     from ewaste_stream.training.datasets import photo_set
     from ewaste_stream.training.finalize import save_recalibrated
-    from ewaste_stream.training.head_refit import penultimate, pipeline_views, refit_head, video_prefix, video_views
+    from ewaste_stream.training.head_refit import (below_top, penultimate, pipeline_views, refit_head, top_modules,
+                                                   tune_top, video_prefix, video_views)
 
     torch.manual_seed(0)
     model, info = load_torch_model(args.like)
     model = model.float().eval()
+    k = args.top_blocks
+    features = (lambda crops: below_top(model, info, crops, k)) if k else (lambda crops: penultimate(model, info, crops))
+    try:
+        if k:
+            top_modules(model, k)  # a model without top blocks is refused before any video is replayed
+    except ValueError as exc:
+        print(f"error: --top-blocks: {exc}", file=sys.stderr)
+        return 2
     if args.views == "pipeline":
         from ewaste_stream.config import ConfigError, load_config
         from ewaste_stream.model import classifier_from_config
@@ -102,31 +133,37 @@ def run(args: argparse.Namespace) -> int:
     feats, labels, weights, counts = [], [], [], {}
     for prefix in args.videos:
         crops, y = cut(prefix)
-        feats.append(penultimate(model, info, crops))
+        feats.append(features(crops))
         labels.append(y)
         weights.append(np.ones(len(y), np.float32))
         counts[video_prefix(prefix)] = len(y)
         print(f"{prefix}: {len(y)} views", file=sys.stderr, flush=True)
     if args.photos:
         photos = photo_set(scan_split(args.photos, info.class_names))  # an unreadable photo: named, exit 2
-        feats.append(penultimate(model, info, photos.crops))
+        feats.append(features(photos.crops))
         labels.append(photos.labels.astype(np.int64))
         weights.append(np.full(len(photos.labels), args.photo_weight, np.float32))
         counts[str(args.photos)] = len(photos.labels)
-    head = model.get_classifier()
-    w, b = refit_head(head.weight.detach().float().numpy(), head.bias.detach().float().numpy(),
-                      np.concatenate(feats), np.concatenate(labels), np.concatenate(weights), l2=args.l2)
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(w))
-        head.bias.copy_(torch.from_numpy(b))
+    if k:
+        tune_top(model, np.concatenate(feats), np.concatenate(labels), k, np.concatenate(weights), lr=args.lr,
+                 epochs=args.epochs, l2=args.l2, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    else:
+        head = model.get_classifier()
+        w, b = refit_head(head.weight.detach().float().numpy(), head.bias.detach().float().numpy(),
+                          np.concatenate(feats), np.concatenate(labels), np.concatenate(weights), l2=args.l2)
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(w))
+            head.bias.copy_(torch.from_numpy(b))
     name = args.name or info.name
     base = {"version": info.version, **{k: v for k, v in (info.metrics.get("temperature_fit") or {}).items()
                                         if k in ("averaged_from", "head_refit")}}
-    info = info.model_copy(update={"name": name, "version": refit_version(info.version), "metrics": {}})
+    version = refit_version(info.version, f"top{k}blocks" if k else "headrefit")
+    info = info.model_copy(update={"name": name, "version": version, "metrics": {}})
     refit = {"from": str(args.like), "base": base, "views": counts, "cut": args.views,
              **({"frames": args.frames, "step": args.step} if args.views == "line" else {}),
              **({"config": str(args.config)} if args.config and args.views == "pipeline" else {}),
-             "l2": args.l2, "photo_weight": args.photo_weight}
+             "l2": args.l2, "photo_weight": args.photo_weight,
+             **({"top_blocks": k, "epochs": args.epochs, "lr": args.lr} if k else {})}
     metrics = save_recalibrated(model, info, args.out, args.data, args.train_dir, args.belt_per_photo, args.belt_seed,
                                 provenance={"head_refit": refit})
     print(json.dumps({"temperature_fit": metrics["temperature_fit"], "val": metrics["val"]}, indent=1))

@@ -9,6 +9,11 @@ starts from (``l2``), so a few thousand crops correct the head's bias on the bel
 (neighbours at a crop's edge, motion blur, the codec, the belt's light) without forgetting the
 photos. The bias is not pulled: it is what moves most (the belt makes some classes look like
 others). See models/README.md, "Head refitted on belt-video crops".
+
+:func:`tune_top` goes one step further for EfficientNet-style models: the last block stages,
+``conv_head`` and the head are trained together (AdamW, L2 toward the start) on the cached output
+of the stages below them (:func:`below_top`); see models/README.md, "Top blocks tuned on the
+pipeline's views".
 """
 
 from __future__ import annotations
@@ -161,3 +166,94 @@ def refit_head(w0: np.ndarray, b0: np.ndarray, x: np.ndarray, y: np.ndarray, sam
 
     opt.step(closure)
     return w.detach().numpy(), b.detach().numpy()
+
+
+# --- the top blocks too (``tools/refit_head.py --top-blocks K``) ---------------------------------------------------
+
+def top_modules(model, k: int) -> list:
+    """The modules a top-``k`` tune trains: the last ``k`` block stages, ``conv_head``, ``bn2`` and
+    the classifier, of a timm EfficientNet / MobileNet-style model. ValueError for other models."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not hasattr(model, "conv_head") or not hasattr(model, "bn2"):
+        raise ValueError(f"{type(model).__name__}: only EfficientNet/MobileNet-style models (blocks, conv_head) "
+                         "have top blocks to tune; use --top-blocks 0 (the head only)")
+    if not 1 <= k < len(blocks):
+        raise ValueError(f"top blocks must be in 1..{len(blocks) - 1} for {type(model).__name__}, got {k}")
+    return [*blocks[len(blocks) - k:], model.conv_head, model.bn2, model.get_classifier()]
+
+
+def below_top(model, info, crops: Sequence[np.ndarray], k: int, batch: int = 64) -> np.ndarray:
+    """What the top ``k`` block stages see: the output of the stem and every stage below them,
+    float16 [N, C, H, W] (cached once; the tune runs on it)."""
+    import torch
+
+    from ..model.preprocessing import preprocess
+
+    top_modules(model, k)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(crops), batch):
+            x = model.bn1(model.conv_stem(torch.from_numpy(preprocess(crops[i:i + batch], info))))
+            for stage in model.blocks[:len(model.blocks) - k]:
+                x = stage(x)
+            out.append(x.half().numpy())
+    return np.concatenate(out) if out else np.zeros((0,), np.float16)
+
+
+def top_logits(model, x, k: int):  # noqa: ANN001, ANN201
+    """Logits of a ``below_top`` batch (a float tensor) through the top ``k`` stages and the head."""
+    for stage in model.blocks[len(model.blocks) - k:]:
+        x = stage(x)
+    return model.forward_head(model.bn2(model.conv_head(x)))
+
+
+def tune_top(model, x: np.ndarray, y: np.ndarray, k: int, sample_weight: np.ndarray | None = None, lr: float = 2e-4,
+             epochs: int = 4, l2: float = 0.01, batch: int = 64, seed: int = 0,
+             log=None) -> list[float]:  # noqa: ANN001
+    """Train the top ``k`` stages, ``conv_head``, ``bn2``'s affine and the classifier of ``model``
+    in place on ``x`` (:func:`below_top`) and labels ``y``: AdamW with a one-cycle learning rate,
+    label smoothing 0.1, the (weighted) cross-entropy plus ``l2`` x the squared distance of the
+    trained weights from where they started (so a few thousand crops move the model toward the
+    belt without forgetting the photos). The batch norms keep their running statistics. The rest
+    of the model is not touched. Deterministic for a ``seed``. Returns the mean loss per epoch."""
+    import torch
+
+    if len(x) != len(y) or len(y) < batch:
+        raise ValueError(f"tune_top: {len(x)} inputs for {len(y)} labels (at least one batch of {batch} needed)")
+    if epochs < 1 or lr <= 0 or l2 < 0:
+        raise ValueError(f"tune_top: epochs >= 1, lr > 0 and l2 >= 0 needed, got {epochs}, {lr}, {l2}")
+    torch.manual_seed(seed)
+    params = [p for mod in top_modules(model, k) for p in mod.parameters()]
+    frozen = [p for p in model.parameters() if all(p is not q for q in params)]
+    for p in frozen:
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    start = [p.detach().clone() for p in params]
+    sw = np.ones(len(y), np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    per_epoch = len(y) // batch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * per_epoch, pct_start=0.1)
+    rng = np.random.default_rng(seed)
+    losses = []
+    model.eval()  # the batch norms keep their statistics
+    for epoch in range(epochs):
+        order, total = rng.permutation(len(y)), 0.0
+        for i in range(per_epoch):
+            b = order[i * batch:(i + 1) * batch]
+            w = torch.from_numpy(sw[b])
+            ce = torch.nn.functional.cross_entropy(top_logits(model, torch.from_numpy(x[b].astype(np.float32)), k),
+                                                   torch.from_numpy(np.asarray(y)[b]).long(), reduction="none",
+                                                   label_smoothing=0.1)
+            loss = (ce * w).sum() / w.sum() + l2 * sum(((p - s) ** 2).sum() for p, s in zip(params, start))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        losses.append(total / per_epoch)
+        if log is not None:
+            log(f"top-{k} tune: epoch {epoch + 1}/{epochs}, loss {losses[-1]:.4f}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return losses

@@ -218,6 +218,15 @@ def test_refit_head_on_train_video_crops_writes_a_recalibrated_folder(trained, d
     assert refit["cut"] == "line" and (refit["frames"], refit["step"]) == (2, 5)
 
 
+def test_refit_head_top_blocks_of_a_model_without_blocks_is_refused_before_any_replay(trained, dataset, tmp_path,
+                                                                                       capsys):
+    out = tmp_path / "top"
+    assert load_tool("refit_head").main(["--like", str(trained / "model"), "--videos", str(tmp_path / "none"),
+                                         "--out", str(out), "--data", str(dataset / "val"), "--top-blocks", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--top-blocks" in err and "only EfficientNet" in err and not out.exists()
+
+
 def test_pipeline_views_are_what_the_classifier_sees_labelled_by_the_matched_item(dataset, tmp_path):
     """``head_refit.pipeline_views``: the crops the pipeline classifies on a video of the train photos,
     each labelled with the ground-truth item its track was decided as. The classes' photos differ

@@ -81,3 +81,69 @@ def test_a_refit_of_a_refit_counts_instead_of_stacking_suffixes():
     assert v("soup3") == "soup3-headrefit"
     assert v("soup3-headrefit") == "soup3-headrefit2" and v("soup3-headrefit9") == "soup3-headrefit10"
     assert v("headrefit-x") == "headrefit-x-headrefit"
+
+
+def _lite0(classes: int = 3):
+    import timm
+    import torch
+
+    torch.manual_seed(0)
+    return timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=classes).eval()
+
+
+def test_top_blocks_tune_trains_only_the_top_and_learns():
+    """``tune_top`` on the cached output of the stages below: the top 2 stages, conv_head, bn2 and
+    the head move, and the loss falls; the stem, the stages below and every batch norm's running
+    statistics stay as they were."""
+    import torch
+
+    from ewaste_stream.training.head_refit import below_top, top_logits, top_modules, tune_top
+
+    class _Info:  # what preprocess reads
+        input_size, mean, std, interpolation = 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "bilinear"
+
+    model = _lite0()
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 32)
+    crops = [np.clip(rng.normal(60 + 70 * c, 20, (32, 32, 3)), 0, 255).astype(np.uint8) for c in y]  # dark .. bright
+    x = below_top(model, _Info(), crops, 2)
+    assert x.dtype == np.float16 and x.shape[0] == len(y) and x.shape[1] == model.blocks[4][-1].conv_pwl.out_channels
+    with torch.no_grad():  # the cached input gives the model's own logits
+        full = model(torch.from_numpy(__import__("ewaste_stream.model.preprocessing", fromlist=["x"])
+                                      .preprocess(crops[:4], _Info())))
+        np.testing.assert_allclose(top_logits(model, torch.from_numpy(x[:4].astype(np.float32)), 2), full, atol=0.05)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    top = {id(p) for m in top_modules(model, 2) for p in m.parameters()}
+    names = {n for n, p in model.named_parameters() if id(p) in top}
+    losses = tune_top(model, x, y, 2, lr=3e-3, epochs=6, batch=16)
+    assert losses[-1] < 0.8 * losses[0]
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and moved <= names  # only trained parameters moved: no running statistic, nothing below
+    assert any(k.startswith("blocks.5.") for k in moved) and any(k.startswith("classifier.") for k in moved)
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("k", [0, 7])
+def test_top_blocks_outside_the_model_are_refused(k):
+    from ewaste_stream.training.head_refit import top_modules
+
+    with pytest.raises(ValueError, match="top blocks must be in 1..6"):
+        top_modules(_lite0(), k)
+
+
+def test_a_model_without_blocks_has_no_top_to_tune():
+    import torch
+
+    from ewaste_stream.training.head_refit import top_modules
+
+    with pytest.raises(ValueError, match="only EfficientNet"):
+        top_modules(torch.nn.Sequential(torch.nn.Linear(2, 2)), 1)
+
+
+def test_a_top_tune_is_versioned_by_its_own_tag():
+    from ewaste_stream.testing import load_tool
+
+    v = load_tool("refit_head").refit_version
+    assert v("soup3-headrefit2", "top2blocks") == "soup3-headrefit2-top2blocks"
+    assert v("x-top2blocks", "top2blocks") == "x-top2blocks2"

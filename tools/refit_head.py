@@ -105,14 +105,16 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     model, info = load_torch_model(args.like)
     model = model.float().eval()
-    k = args.top_blocks
-    features = (lambda crops: below_top(model, info, crops, k)) if k else (lambda crops: penultimate(model, info, crops))
-    try:
-        if k:
-            top_modules(model, k)  # a model without top blocks is refused before any video is replayed
-    except ValueError as exc:
-        print(f"error: --top-blocks: {exc}", file=sys.stderr)
-        return 2
+    top = args.top_blocks
+    if top:
+        try:
+            top_modules(model, top)  # a model without top blocks is refused before any video is replayed
+        except ValueError as exc:
+            print(f"error: --top-blocks: {exc}", file=sys.stderr)
+            return 2
+
+    def features(crops):  # noqa: ANN001, ANN202 - what the refit trains on: the top stages' input, or the head's
+        return below_top(model, info, crops, top) if top else penultimate(model, info, crops)
     if args.views == "pipeline":
         from ewaste_stream.config import ConfigError, load_config
         from ewaste_stream.model import classifier_from_config
@@ -144,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
         labels.append(photos.labels.astype(np.int64))
         weights.append(np.full(len(photos.labels), args.photo_weight, np.float32))
         counts[str(args.photos)] = len(photos.labels)
-    if k:
-        tune_top(model, np.concatenate(feats), np.concatenate(labels), k, np.concatenate(weights), lr=args.lr,
+    if top:
+        tune_top(model, np.concatenate(feats), np.concatenate(labels), top, np.concatenate(weights), lr=args.lr,
                  epochs=args.epochs, l2=args.l2, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     else:
         head = model.get_classifier()
@@ -157,13 +159,13 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or info.name
     base = {"version": info.version, **{k: v for k, v in (info.metrics.get("temperature_fit") or {}).items()
                                         if k in ("averaged_from", "head_refit")}}
-    version = refit_version(info.version, f"top{k}blocks" if k else "headrefit")
+    version = refit_version(info.version, f"top{top}blocks" if top else "headrefit")
     info = info.model_copy(update={"name": name, "version": version, "metrics": {}})
     refit = {"from": str(args.like), "base": base, "views": counts, "cut": args.views,
              **({"frames": args.frames, "step": args.step} if args.views == "line" else {}),
              **({"config": str(args.config)} if args.config and args.views == "pipeline" else {}),
              "l2": args.l2, "photo_weight": args.photo_weight,
-             **({"top_blocks": k, "epochs": args.epochs, "lr": args.lr} if k else {})}
+             **({"top_blocks": top, "epochs": args.epochs, "lr": args.lr} if top else {})}
     metrics = save_recalibrated(model, info, args.out, args.data, args.train_dir, args.belt_per_photo, args.belt_seed,
                                 provenance={"head_refit": refit})
     print(json.dumps({"temperature_fit": metrics["temperature_fit"], "val": metrics["val"]}, indent=1))

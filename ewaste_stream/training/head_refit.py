@@ -215,7 +215,7 @@ def tune_top(model, x: np.ndarray, y: np.ndarray, k: int, sample_weight: np.ndar
     label smoothing 0.1, the (weighted) cross-entropy plus ``l2`` x the squared distance of the
     trained weights from where they started (so a few thousand crops move the model toward the
     belt without forgetting the photos). The batch norms keep their running statistics. The rest
-    of the model is not touched. Deterministic for a ``seed``. Returns the mean loss per epoch."""
+    of the model is not touched. ``seed`` fixes the batches' order. Returns the mean loss per epoch."""
     import torch
 
     if len(x) != len(y) or len(y) < batch:
@@ -224,8 +224,7 @@ def tune_top(model, x: np.ndarray, y: np.ndarray, k: int, sample_weight: np.ndar
         raise ValueError(f"tune_top: epochs >= 1, lr > 0 and l2 >= 0 needed, got {epochs}, {lr}, {l2}")
     torch.manual_seed(seed)
     params = [p for mod in top_modules(model, k) for p in mod.parameters()]
-    frozen = [p for p in model.parameters() if all(p is not q for q in params)]
-    for p in frozen:
+    for p in model.parameters():
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)

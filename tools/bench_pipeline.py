@@ -144,16 +144,15 @@ def run(argv: list[str] | None = None) -> int:
     args = _args(argv)
     from ewaste_stream.model.selfcheck import classifier_from_config
     from ewaste_stream.protocol import encode_decision
+    from ewaste_stream.config import ConfigError
     from ewaste_stream.replay import ReplayHooks, ReplayOptions, format_summary, replay_files, rss_mb
 
-    from ewaste_stream.config import ConfigError
-
-    videos = _make(args) if args.make else list(args.video)
-    try:
+    try:  # before --make spends a minute on a video
         cfg = _config(args)
     except ConfigError as exc:  # names the file or --set key and what is wrong with it
         print(f"bench_pipeline: {exc}", file=sys.stderr)
         return 2
+    videos = _make(args) if args.make else list(args.video)
     if args.calibration:
         from ewaste_stream.geometry import cameras_from_meta
 

@@ -55,6 +55,9 @@ def test_a_bad_setting_is_named_with_exit_2_before_any_video_is_read(setting, ke
     assert bench.run(["--video", str(tmp_path / "absent.mp4"), "--set", setting]) == 2
     err = capsys.readouterr().err
     assert key in err and "(command line)" in err
+    # nor made: --make would write a video first
+    assert bench.run(["--make", str(tmp_path / "made" / "belt"), "--set", setting]) == 2
+    assert key in capsys.readouterr().err and not (tmp_path / "made").exists()
 
 
 def test_a_list_setting_is_read_as_json():

@@ -97,6 +97,7 @@ def test_top_blocks_tune_trains_only_the_top_and_learns():
     statistics stay as they were."""
     import torch
 
+    from ewaste_stream.model.preprocessing import preprocess
     from ewaste_stream.training.head_refit import below_top, top_logits, top_modules, tune_top
 
     class _Info:  # what preprocess reads
@@ -109,8 +110,7 @@ def test_top_blocks_tune_trains_only_the_top_and_learns():
     x = below_top(model, _Info(), crops, 2)
     assert x.dtype == np.float16 and x.shape[0] == len(y) and x.shape[1] == model.blocks[4][-1].conv_pwl.out_channels
     with torch.no_grad():  # the cached input gives the model's own logits
-        full = model(torch.from_numpy(__import__("ewaste_stream.model.preprocessing", fromlist=["x"])
-                                      .preprocess(crops[:4], _Info())))
+        full = model(torch.from_numpy(preprocess(crops[:4], _Info())))
         np.testing.assert_allclose(top_logits(model, torch.from_numpy(x[:4].astype(np.float32)), 2), full, atol=0.05)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     top = {id(p) for m in top_modules(model, 2) for p in m.parameters()}

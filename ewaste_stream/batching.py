@@ -75,7 +75,12 @@ def reflect_out(sub: np.ndarray, size_hw: tuple[int, int], window: tuple[int, in
 
 def square_crop(image_bgr: np.ndarray, bbox: BBox, margin: float = 0.15) -> np.ndarray:
     """RGB uint8 square around ``bbox`` (side = longest side x (1 + 2 margin)), reflected at edges."""
-    return cv2.cvtColor(cut_window(image_bgr, crop_window(bbox, margin)), cv2.COLOR_BGR2RGB)
+    return window_crop(image_bgr, crop_window(bbox, margin))
+
+
+def window_crop(image_bgr: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    """RGB uint8 of a BGR image inside ``window`` (:func:`crop_window`), reflected at edges."""
+    return cv2.cvtColor(cut_window(image_bgr, window), cv2.COLOR_BGR2RGB)
 
 
 def paint_others(crop: np.ndarray, others: np.ndarray, own: np.ndarray, grow_px: int, own_grow_px: int = 0

@@ -34,7 +34,7 @@ import numpy as np
 from loguru import logger
 
 from .batching import (Batch, Batcher, InferenceWorker, ViewJob, ViewSelector, crop_window, reflect_out,
-                       square_crop)
+                       window_crop)
 from .config import Config, DecisionSection, TrackerSection
 from .decide import DecisionFactory
 from .detect import BeltDetector, FrameAnalysis
@@ -317,11 +317,11 @@ class Pipeline:
             rect = footprint_rect(view.age == 0, view.x0, view.y0, (det.sx, det.sy))
             if rect is not None:
                 return derotated_crop(frame.image, rect, margin), None
-        crop = square_crop(frame.image, view.bbox, margin)
+        window = crop_window(view.bbox, margin)  # the square the crop is cut from
+        crop = window_crop(frame.image, window)
         grow = self.config.batching.mask_neighbours
         if grow is None:
             return crop, None
-        window = crop_window(view.bbox, margin)  # the square that crop was cut from
         own, others = _window_masks(window, frame, track_id, step, (det.sx, det.sy))
         if not others.any():
             return crop, None

@@ -30,6 +30,8 @@ sys.path.insert(0, str(REPO))
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
+    from ewaste_stream.config import setting_arg  # the config is read before the timer starts anyway
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", nargs="+", type=Path, help="video file(s); file i is camera i")
@@ -44,7 +46,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in defaults)")
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the config's)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", type=_setting,
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", type=setting_arg,
                    help="config override, e.g. batching.views_per_item=2 or model.precision=fp32 "
                         "(JSON, else a string; repeatable)")
     p.add_argument("--loops", type=int, default=1, help="play the video this many times (memory check)")
@@ -56,12 +58,6 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="write the decisions here (JSONL)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return p.parse_args(argv)
-
-
-def _setting(text: str) -> str:
-    from ewaste_stream.config import setting_arg
-
-    return setting_arg(text)
 
 
 def _drop(text: str) -> tuple[int, int]:

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-agreement", type=float, default=0.95,
                    help="onnx-int8: refuse the int8 graph when its top-1 agrees with fp32 on fewer check crops "
                         "(default 0.95)")
+    p.add_argument("--float-convs", type=int, default=None, metavar="N",
+                   help="onnx-int8: leave the graph's first N convolutions (and what lies between them) in float, "
+                        "where int8 costs the most accuracy for the least time (default 3; 0: all int8)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.add_argument("--arch", help="checkpoint import: timm architecture, e.g. maxvit_tiny_tf_224")
     p.add_argument("--classes", help="checkpoint import: class names in output order, comma separated "
@@ -45,12 +48,17 @@ def run(args: argparse.Namespace) -> int:
                 print(f"error: --format onnx-int8 takes a model folder and --calib TRAIN_DIR (got {args.src}, "
                       f"--calib {args.calib})", file=sys.stderr)
                 return 2
-            from ..model.quantize import calibration_crops, fp32_graph, quantize_folder
+            from ..model.quantize import FLOAT_CONVS, calibration_crops, fp32_graph, quantize_folder
 
+            float_convs = FLOAT_CONVS if args.float_convs is None else args.float_convs
+            if float_convs < 0:
+                print(f"error: --float-convs must be >= 0 (got {float_convs})", file=sys.stderr)
+                return 2
             info, _ = fp32_graph(args.src)  # before the calibration crops are rendered
             cal, check = calibration_crops(args.calib, info.class_names, per_class=args.calib_per_class)
             out = quantize_folder(args.src, cal, check, min_agreement=args.min_agreement,
-                                  describe={"calibration_data": str(args.calib), "per_class": args.calib_per_class})
+                                  describe={"calibration_data": str(args.calib), "per_class": args.calib_per_class},
+                                  float_convs=float_convs)
         elif args.src.is_dir():
             out = export_folder_onnx(args.src, opset=opset)
         elif args.src.is_file():

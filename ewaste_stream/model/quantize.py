@@ -2,7 +2,9 @@
 
 ONNX Runtime's static quantization (QDQ format, per-channel int8 weights, uint8 activations
 with ranges calibrated on real crops) runs a convolutional net about 1.6x faster on two CPU
-cores. EfficientNet-Lite was designed for int8 (ReLU6, no squeeze-excite), so it loses little.
+cores. EfficientNet-Lite was designed for int8 (ReLU6, no squeeze-excite), so it loses little;
+most of what it loses is in the first layers, which stay in float (``float_convs``, for about
+the same speed).
 The result is checked before it is recorded: the int8 graph must agree with the fp32 graph on
 the top-1 class of held-back crops (``min_agreement``), otherwise nothing is written.
 
@@ -28,6 +30,9 @@ from .weights import ModelLoadError, sha256_file
 from ..training.calibration import fit_temperature_to, softmax
 
 CALIBRATION_BATCH = 8
+# the first convolutions stay in float: an EfficientNet-Lite0's stem and first block (3 convolutions at
+# 1/2 of the input) cost little there and most of int8's error (models/README.md, "First layers in float")
+FLOAT_CONVS = 3
 
 
 def _session(path: Path, threads: int = 2):
@@ -54,12 +59,30 @@ def fp32_graph(model_dir: str | Path) -> tuple[ModelInfo, Path]:
     return info, weights_path(d, info, "onnx")
 
 
+def leading_nodes(graph_path: str | Path, convs: int) -> list[str]:
+    """The names of a graph's nodes up to and including its ``convs``-th convolution, in the
+    graph's (topological) order: the first layers, which int8 hurts most, left in float by
+    :func:`quantize_folder`. Empty for ``convs`` 0."""
+    import onnx
+
+    names: list[str] = []
+    seen = 0
+    for node in onnx.load(str(graph_path)).graph.node:
+        if seen >= convs:
+            break
+        names.append(node.name)
+        seen += node.op_type == "Conv"
+    return names
+
+
 def quantize_folder(model_dir: str | Path, calibration: Sequence[np.ndarray], check: Sequence[np.ndarray],
-                    min_agreement: float = 0.95, describe: dict | None = None) -> Path:
+                    min_agreement: float = 0.95, describe: dict | None = None, float_convs: int = FLOAT_CONVS
+                    ) -> Path:
     """Write ``model.int8.onnx`` into ``model_dir`` from its ``model.onnx``: activation ranges
     from ``calibration`` (RGB uint8 crops as the camera's, e.g. photos + belt crops of the
     *train* split), then top-1 agreement with fp32 measured on ``check`` (other crops). Raises
-    :class:`ModelExportError` (nothing written) when agreement is below ``min_agreement``."""
+    :class:`ModelExportError` (nothing written) when agreement is below ``min_agreement``.
+    The graph's first ``float_convs`` convolutions (:func:`leading_nodes`) stay in float."""
     try:
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                               quantize_static)
@@ -90,9 +113,10 @@ def quantize_folder(model_dir: str | Path, calibration: Sequence[np.ndarray], ch
         # arithmetic that computes the pad amounts, and get some of them wrong (the shipped model's
         # int8 graph of 2026-11-28 padded three of its five strided convolutions on the wrong side)
         fold_pads_into_convs(pre, info.input_size)
+        kept = leading_nodes(pre, float_convs)
         quantize_static(str(pre), str(q), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=kept)
         ref, got = _logits(_session(src), check, info), _logits(_session(q), check, info)
         agreement = float((ref.argmax(1) == got.argmax(1)).mean())
         p_ref = softmax(ref, info.temperature)
@@ -110,7 +134,7 @@ def quantize_folder(model_dir: str | Path, calibration: Sequence[np.ndarray], ch
                                                                                 "probabilities on the check crops",
               "method": "onnxruntime quantize_static QDQ, per-channel "
                                                               "int8 weights, uint8 activations, MinMax",
-              "computed_pads": n_pads, **(describe or {})}
+              "computed_pads": n_pads, "float_convs": float_convs, "float_nodes": kept, **(describe or {})}
     final = ModelInfo.model_validate({**info.model_dump(), "weights": {**info.weights, "onnx_int8": name},
                                       "sha256": {**info.sha256, "onnx_int8": sha256_file(d / name)},
                                       "metrics": {**info.metrics, "int8": report}, "int8_temperature": round(t8, 4)})

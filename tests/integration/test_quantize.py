@@ -208,3 +208,32 @@ def test_an_int8_graph_with_computed_pads_is_named_at_load(folder, train_dir, tm
     assert clf.precision == "int8"
     assert any("model.int8.onnx" in m and "metrics.int8.computed_pads" in m and "--format onnx-int8" in m
                for m in seen), seen
+
+
+def _conv_weights_quantized(path) -> list[bool]:
+    """Per convolution of a graph, in order: is its weight int8 (made by a DequantizeLinear)?"""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    return [made_by.get(node.input[1]) == "DequantizeLinear" for node in graph.node if node.op_type == "Conv"]
+
+
+@pytest.mark.parametrize("float_convs", [0, 1, 2])
+def test_the_first_convolutions_stay_float(folder, train_dir, float_convs):
+    assert _quantize(folder, train_dir, "--min-agreement", "0", "--float-convs", str(float_convs)) == 0
+    quantized = _conv_weights_quantized(folder / "model.int8.onnx")
+    assert len(quantized) > 2
+    assert quantized == [False] * float_convs + [True] * (len(quantized) - float_convs)
+    report = load_model_info(folder).metrics["int8"]
+    assert report["float_convs"] == float_convs
+    assert sum("Conv" in name for name in report["float_nodes"]) == float_convs
+
+
+def test_float_convs_default_and_bounds(folder, train_dir, capsys):
+    from ewaste_stream.model.quantize import FLOAT_CONVS
+
+    assert _quantize(folder, train_dir, "--min-agreement", "0") == 0
+    assert load_model_info(folder).metrics["int8"]["float_convs"] == FLOAT_CONVS
+    assert _quantize(folder, train_dir, "--float-convs", "-1") == 2
+    assert "--float-convs must be >= 0" in capsys.readouterr().err

@@ -58,16 +58,17 @@ def test_shipped_model_parity_cpu():
         # graph computes what fp32 computes, up to quantization. Measured: top-1 agreement 88.3 % and a mean largest
         # probability difference of 0.094 for the graph shipped 2026-12-06, 88.7 % and 0.093 for the head refitted
         # in session 21, 87.8 % and 0.092 for the one refitted on the pipeline's views in session 23, 91.3 % and 0.075
-        # for session 24's (its top two block stages tuned on those views too); 83.5 % and 0.129
-        # for the first shipped int8 graph, whose pads were wrong, which fails here.
+        # for session 24's (its top two block stages tuned on those views too), 95.7 % and 0.044 for the same model
+        # with its first three convolutions left in float (session 25; all int8: 91.3 % and 0.075, which fails here
+        # now); 83.5 % and 0.129 for the first shipped int8 graph, whose pads were wrong.
         # (Accuracy is not compared; at the line alone, 77 crops, one crop is 1.3 points.)
         from ewaste_stream.training.head_refit import video_views
 
         crops, _ = video_views(REPO_ROOT / "samples" / "belt_val_demo", q.class_names, frames=4, step=6)
         p8, p32 = q.predict(crops), load_classifier(DEFAULT_MODEL_DIR, device="cpu", threads=1,
                                                     precision="fp32").predict(crops)
-        assert len(crops) > 200 and (p8.argmax(1) == p32.argmax(1)).mean() >= 0.86
-        assert np.abs(p8 - p32).max(1).mean() < 0.11
+        assert len(crops) > 200 and (p8.argmax(1) == p32.argmax(1)).mean() >= 0.93
+        assert np.abs(p8 - p32).max(1).mean() < 0.06
 
 
 def test_temperature_is_applied_in_both_backends(folders, tmp_path):

@@ -251,3 +251,13 @@ def test_flip_unsure_refuses_a_classifier_that_answers_the_wrong_shape():
     with pytest.raises(ValueError, match="mirrored"):
         flip_unsure(lambda crops: np.zeros((len(crops) + 1, 2), np.float32), [np.zeros((2, 2, 3), np.uint8)],
                     np.array([[0.5, 0.5]], np.float32), 0.9)
+
+
+def test_the_config_offers_exactly_the_mirrors_the_worker_knows():
+    from typing import get_args
+
+    from ewaste_stream.batching import MIRRORS
+    from ewaste_stream.config import BatchingSection
+
+    mirror = get_args(BatchingSection.model_fields["flips"].annotation)[0]  # tuple[Literal[...], ...]
+    assert set(get_args(mirror)) == set(MIRRORS)

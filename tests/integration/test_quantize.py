@@ -147,7 +147,8 @@ def test_int8_graph_of_a_same_padding_net_pads_as_fp32(folder, train_dir):
     d["sha256"]["onnx"] = sha256_file(folder / "model.onnx")
     mj.write_text(json.dumps(d))
 
-    assert _quantize(folder, train_dir, "--min-agreement", "0") == 0
+    assert _quantize(folder, train_dir, "--min-agreement", "0", "--float-convs", "0") == 0  # both convolutions int8
+    assert _conv_weights_quantized(folder / "model.int8.onnx") == [True, True]
     graph = onnx.load(str(folder / "model.int8.onnx")).graph
     assert not [n for n in graph.node if n.op_type in ("Pad", "Shape")]
     pads = [[a.ints for a in n.attribute if a.name == "pads"][0] for n in graph.node if n.op_type == "Conv"]

@@ -28,17 +28,22 @@ def preprocess(crops: Sequence[np.ndarray], info: "ModelInfo") -> np.ndarray:
 
     s = info.input_size
     interp = getattr(cv2, _CV2_INTERP[info.interpolation])
-    out = np.empty((len(crops), s, s, 3), dtype=np.float32)
+    scale = np.asarray(info.std, dtype=np.float32) * 255.0
+    shift = np.asarray(info.mean, dtype=np.float32) * 255.0
+    # written straight into channel planes, normalised one plane at a time: the same float32
+    # arithmetic as (x - shift) / scale over H x W x 3, without broadcasting over the short last
+    # axis and a transposed copy (about 3x faster; the classifier thread does this for every view)
+    out = np.empty((len(crops), 3, s, s), dtype=np.float32)
     for i, crop in enumerate(crops):
         a = _check_crop(crop, i)
         if a.shape[0] != s or a.shape[1] != s:
             a = cv2.resize(a, (s, s), interpolation=interp)
-        out[i] = a
-    scale = np.asarray(info.std, dtype=np.float32) * 255.0
-    shift = np.asarray(info.mean, dtype=np.float32) * 255.0
-    out -= shift
-    out /= scale
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        for ch in range(3):
+            plane = out[i, ch]
+            plane[...] = a[:, :, ch]
+            plane -= shift[ch]
+            plane /= scale[ch]
+    return out
 
 
 def _check_crop(crop: np.ndarray, i: int) -> np.ndarray:

@@ -53,3 +53,23 @@ def test_empty_batch():
 def test_bad_crops_are_rejected(crop, match):
     with pytest.raises(ValueError, match=match):
         preprocess([np.zeros((4, 4, 3), np.uint8), crop], INFO)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "area"])
+def test_same_values_as_the_plain_formula(interpolation):
+    """Bit for bit what resize, (x / 255 - mean) / std in float32 as (x - 255 mean) / (255 std), and
+    HWC -> CHW give: every backend, training's evaluation and the shipped metrics rest on these pixels."""
+    import cv2
+
+    info = INFO.model_copy(update={"interpolation": interpolation, "mean": (0.485, 0.456, 0.406),
+                                   "std": (0.229, 0.224, 0.225)})
+    rng = np.random.default_rng(2)
+    crops = [rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8) for h, w in rng.integers(5, 60, (6, 2))]
+    crops.append(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))  # input size already: not resampled
+    interp = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}[interpolation]
+    ref = np.stack([cv2.resize(c, (16, 16), interpolation=interp) if c.shape[:2] != (16, 16) else c
+                    for c in crops]).astype(np.float32)
+    ref = (ref - np.float32(255.0) * np.asarray(info.mean, np.float32)) / (np.float32(255.0) * np.asarray(info.std, np.float32))
+    x = preprocess(crops, info)
+    assert x.flags["C_CONTIGUOUS"] and x.dtype == np.float32
+    np.testing.assert_array_equal(x, ref.transpose(0, 3, 1, 2))

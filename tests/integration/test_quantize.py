@@ -238,3 +238,14 @@ def test_float_convs_default_and_bounds(folder, train_dir, capsys):
     assert load_model_info(folder).metrics["int8"]["float_convs"] == FLOAT_CONVS
     assert _quantize(folder, train_dir, "--float-convs", "-1") == 2
     assert "--float-convs must be >= 0" in capsys.readouterr().err
+
+
+def test_export_help_states_the_float_convs_default():
+    """The help is built without importing the quantizer (onnxruntime, torch): it names the default
+    as text, so this keeps the two from drifting apart."""
+    from ewaste_stream.cli import build_parser
+    from ewaste_stream.model.quantize import FLOAT_CONVS
+
+    export = build_parser()._subparsers._group_actions[0].choices["export"]  # type: ignore[union-attr]
+    action = next(a for a in export._actions if "--float-convs" in a.option_strings)
+    assert f"(default {FLOAT_CONVS};" in action.help
